@@ -1,0 +1,5 @@
+"""`python -m sidecar` is `trackgate`."""
+
+from sidecar.cli import main
+
+raise SystemExit(main())

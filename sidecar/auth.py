@@ -1,0 +1,96 @@
+"""Authentication: request credentials → a `Principal`.
+
+Private streams need a shared secret on every request (the Basic password or
+`X-Stream-Secret`), compared in constant time against every active secret.
+Public streams with a `jwt` block have their bearer token verified by
+`tokens.py`; the result rides on the principal for the policy to use.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import hmac
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from enum import Enum
+
+from multidict import CIMultiDictProxy
+
+from sidecar.errors import Reason, Rejection
+from sidecar.rules import SharedSecret, Stream, StreamType
+
+SECRET_HEADER = "X-Stream-Secret"
+
+
+class TokenState(Enum):
+    ABSENT = "absent"
+    VALID = "valid"
+    INVALID = "invalid"
+
+
+@dataclass(frozen=True, slots=True)
+class Principal:
+    """Who sent the request, as far as the sidecar could verify."""
+
+    token: TokenState = TokenState.ABSENT
+    token_reason: Reason | None = None  # why the token is INVALID
+    signed_ids: Mapping[str, str] = field(default_factory=dict)  # id type → signed value
+
+    @property
+    def signed(self) -> bool:
+        return self.token is TokenState.VALID
+
+
+ANONYMOUS = Principal()
+
+
+def check_secret(stream: Stream, headers: CIMultiDictProxy[str]) -> None:
+    """A private stream's secret. Rejects: secret_missing, secret_invalid."""
+    presented = presented_secrets(headers)
+    if not presented:
+        raise Rejection(
+            Reason.SECRET_MISSING,
+            f"stream {stream.name!r} is private: send its secret as the HTTP Basic password "
+            f"or in the {SECRET_HEADER} header",
+        )
+    if not all(matches(stream.secrets, secret) for secret in presented):
+        raise Rejection(Reason.SECRET_INVALID, f"the secret for stream {stream.name!r} is not valid")
+
+
+def presented_secrets(headers: CIMultiDictProxy[str]) -> list[bytes]:
+    """Every secret the request carries: Basic password and `X-Stream-Secret` values."""
+    found = [value.encode() for value in headers.getall(SECRET_HEADER, ())]
+    password = basic_password(headers.get("Authorization", ""))
+    if password is not None:
+        found.append(password)
+    return found
+
+
+def basic_password(authorization: str) -> bytes | None:
+    """The password of a `Basic` Authorization value; None when it is not Basic."""
+    scheme, _, credentials = authorization.partition(" ")
+    if scheme.lower() != "basic":
+        return None
+    try:
+        decoded = base64.b64decode(credentials.strip(), validate=True)
+    except (binascii.Error, ValueError):
+        return b""
+    return decoded.partition(b":")[2]
+
+
+def matches(secrets: tuple[SharedSecret, ...], presented: bytes) -> bool:
+    """Constant-time comparison against every active secret (no early exit)."""
+    digest = hashlib.sha256(presented).digest()
+    found = False
+    for secret in secrets:
+        found |= hmac.compare_digest(digest, secret.digest)
+    return found and bool(presented)
+
+
+def consumed_headers(stream: Stream) -> frozenset[str]:
+    """Credential headers the sidecar consumed for `stream`: never forwarded."""
+    if stream.type is StreamType.PRIVATE or stream.jwt is not None:
+        return frozenset({"authorization", SECRET_HEADER.lower()})
+    return frozenset({SECRET_HEADER.lower()})

@@ -1,0 +1,112 @@
+"""Request bodies: size limit, gzip, and strict JSON.
+
+`read_body` enforces `max_body_bytes` on what arrives and, for gzip, on what
+it expands to, without ever holding more than the limit. `parse_json` refuses
+what a collector might read differently from us (duplicate keys, NaN).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import zlib
+from typing import Any
+
+from aiohttp import web
+
+from sidecar.errors import Reason, Rejection
+
+_JSON_TYPES = ("application/json", "text/plain", "")
+_CHUNK = 64 * 1024
+
+
+async def read_body(request: web.Request, limit: int) -> bytes:
+    """The decoded request body. Rejects: payload_too_large, malformed_payload."""
+    declared = request.content_length
+    if declared is not None and declared > limit:
+        raise _too_large(limit)
+    raw = bytearray()
+    async for chunk in request.content.iter_chunked(_CHUNK):
+        raw += chunk
+        if len(raw) > limit:
+            raise _too_large(limit)
+    encoding = request.headers.get("Content-Encoding", "identity").strip().lower()
+    if encoding in ("identity", ""):
+        return bytes(raw)
+    if encoding in ("gzip", "x-gzip"):
+        return gunzip(bytes(raw), limit)
+    raise Rejection(
+        Reason.MALFORMED_PAYLOAD,
+        f"Content-Encoding {encoding!r} is not supported; send identity or gzip",
+    )
+
+
+def gunzip(data: bytes, limit: int) -> bytes:
+    """Decompress gzip `data`, refusing output beyond `limit` bytes before producing it."""
+    decompressor = zlib.decompressobj(wbits=16 + zlib.MAX_WBITS)
+    try:
+        out = decompressor.decompress(data, limit + 1)
+    except zlib.error:
+        raise Rejection(Reason.MALFORMED_PAYLOAD, "the gzip body is corrupt") from None
+    if len(out) > limit or decompressor.unconsumed_tail:
+        raise _too_large(limit)
+    if not decompressor.eof:
+        raise Rejection(Reason.MALFORMED_PAYLOAD, "the gzip body is truncated")
+    if decompressor.unused_data:
+        raise Rejection(Reason.MALFORMED_PAYLOAD, "the gzip body has trailing data")
+    return out
+
+
+def check_content_type(content_type: str) -> None:
+    """Bodies are JSON sent as application/json (or +json) or text/plain (beacons)."""
+    media = content_type.split(";", 1)[0].strip().lower()
+    if media not in _JSON_TYPES and not media.endswith("+json"):
+        raise Rejection(
+            Reason.MALFORMED_PAYLOAD,
+            f"Content-Type {media!r} is not supported; send application/json or text/plain",
+        )
+
+
+def parse_json(body: bytes) -> Any:
+    """The JSON document in `body`. Rejects: malformed_payload."""
+    try:
+        return json.loads(
+            body,
+            object_pairs_hook=_unique_keys,
+            parse_constant=_no_constant,
+            parse_float=_finite_float,
+        )
+    except (ValueError, RecursionError) as error:
+        detail = error.msg if isinstance(error, json.JSONDecodeError) else str(error)
+        raise Rejection(Reason.MALFORMED_PAYLOAD, f"the body is not valid JSON: {detail}") from None
+
+
+def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    result = dict(pairs)
+    if len(result) != len(pairs):
+        raise ValueError("an object has a duplicate key")
+    return result
+
+
+def _no_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON")
+
+
+def _finite_float(text: str) -> float:
+    value = float(text)
+    if math.isinf(value):
+        raise ValueError("a number is out of range")
+    return value
+
+
+def _too_large(limit: int) -> Rejection:
+    return Rejection(Reason.PAYLOAD_TOO_LARGE, f"the body is larger than {limit} bytes")
+
+
+def dump_json(document: Any) -> bytes:
+    """Compact UTF-8 JSON; key order and unicode kept as parsed."""
+    text = json.dumps(document, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
+    try:
+        return text.encode()
+    except UnicodeEncodeError:  # a lone surrogate escape in the input: keep it escaped
+        return json.dumps(document, separators=(",", ":"), allow_nan=False).encode()

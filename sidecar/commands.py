@@ -1,0 +1,59 @@
+"""What dialects decode to and what the policy decides about it.
+
+A `Command` is one unit of tracking in dialect-neutral terms; a `Verdict` is
+the policy's answer for it. Dialects produce commands and apply verdicts; the
+policy reads commands and produces verdicts. Neither knows the other's code.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from enum import Enum
+from types import MappingProxyType
+
+from sidecar.errors import Reason
+from sidecar.rules import SetName
+
+_EMPTY: Mapping[SetName, tuple[str, ...]] = MappingProxyType({})
+
+
+class Kind(Enum):
+    """What a command does."""
+
+    EVENT = "event"  # customer ids + event type + event properties
+    CUSTOMER = "customer"  # customer ids + customer properties
+    PASSTHROUGH = "passthrough"  # e.g. bloomreach `system/time`: forwarded untouched
+
+
+@dataclass(frozen=True, slots=True)
+class Command:
+    """One decoded command. Property collections hold names; ids keep their values."""
+
+    kind: Kind
+    customer_ids: Mapping[str, object] = field(default_factory=dict)
+    event_type: str | None = None
+    customer_properties: tuple[str, ...] = ()
+    event_properties: tuple[str, ...] = ()
+    malformed: str | None = None  # why this command (in a batch) could not be decoded
+
+
+@dataclass(frozen=True, slots=True)
+class Verdict:
+    """The policy's decision for one command."""
+
+    reason: Reason | None = None  # None: forward it
+    message: str = ""
+    stripped: Mapping[SetName, tuple[str, ...]] = field(default_factory=lambda: _EMPTY)
+    would_reject: tuple[Reason, ...] = ()  # monitor mode: what enforce would have done
+
+    @property
+    def forwarded(self) -> bool:
+        return self.reason is None
+
+    @property
+    def modified(self) -> bool:
+        return any(self.stripped.values())
+
+
+FORWARD = Verdict()

@@ -1,0 +1,262 @@
+"""Rules file → validated, compiled, frozen `Rules` (SPEC §2 and §4).
+
+Loading happens in three steps, each refusing the file with a `ConfigError`
+that names the path of the bad field:
+
+1. `parse_yaml`       YAML with duplicate keys refused;
+2. `structural_errors` the JSON Schema of `schema.py` (types, unknown keys);
+3. `compile_rules`    cross-field rules, templates, secrets and keys resolved.
+
+Nothing here runs on the request path.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Mapping
+from pathlib import Path
+from types import MappingProxyType
+from typing import Any
+
+import yaml
+
+from sidecar.errors import ConfigError
+from sidecar.keys import load_jwks, load_key
+from sidecar.rules import (
+    Access,
+    Cors,
+    Enforcement,
+    JwtSettings,
+    PermissionSet,
+    Permissions,
+    Rules,
+    Server,
+    SetName,
+    SharedSecret,
+    Stream,
+    StreamType,
+    Subject,
+    Upstream,
+    VerificationKey,
+)
+from sidecar.schema import ACCESS_LEVELS, structural_errors
+from sidecar.sources import SourceReader
+from sidecar.templates import TEMPLATES
+
+SECONDS_PER_DAY = 86_400
+_DEFAULT_ACCESS = {
+    SetName.CUSTOMER_IDS: Access.DENY,
+    SetName.EVENT_TYPES: Access.DENY,
+    SetName.CUSTOMER_PROPERTIES: Access.DENY,
+    SetName.EVENT_PROPERTIES: Access.ALLOW,
+}
+
+
+def load_rules(path: Path, env: Mapping[str, str] | None = None) -> Rules:
+    """Read, validate and compile the rules file at `path`."""
+    try:
+        text = path.read_bytes()
+    except OSError as error:
+        raise ConfigError(f"{path}: cannot read the rules file: {error.strerror}") from None
+    document = parse_yaml(text, path)
+    problems = structural_errors(document)
+    if problems:
+        raise ConfigError(*problems)
+    reader = SourceReader(path.parent, env)
+    return compile_rules(document, reader, version=hashlib.sha256(text).hexdigest()[:12], origin=path)
+
+
+def parse_yaml(text: bytes, path: Path) -> object:
+    """The YAML document in `text`; duplicate keys and syntax errors are `ConfigError`s."""
+    try:
+        return yaml.load(text, Loader=_StrictLoader)  # noqa: S506 - a SafeLoader subclass
+    except yaml.YAMLError as error:
+        mark = getattr(error, "problem_mark", None)
+        where = f"{path}:{mark.line + 1}" if mark else str(path)
+        problem = getattr(error, "problem", None) or str(error)
+        raise ConfigError(f"{where}: {problem}") from None
+
+
+class _StrictLoader(yaml.SafeLoader):
+    """A SafeLoader that refuses duplicate mapping keys instead of keeping the last."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        seen: set[object] = set()
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)  # type: ignore[no-untyped-call]
+            if key in seen:
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"duplicate key {key!r}", key_node.start_mark
+                )
+            seen.add(key)
+        return super().construct_mapping(node, deep=deep)
+
+
+def compile_rules(
+    document: Mapping[str, Any], reader: SourceReader, version: str, origin: Path
+) -> Rules:
+    """Compile a structurally valid document; every cross-field problem is reported."""
+    problems: list[str] = []
+    streams: list[Stream] = []
+    for index, raw in enumerate(document["streams"]):
+        try:
+            streams.append(_compile_stream(raw, f"streams[{index}]", reader))
+        except ConfigError as error:
+            problems.extend(error.problems)
+    problems.extend(_uniqueness_problems(document["streams"]))
+    if problems:
+        raise ConfigError(*problems)
+    return Rules(
+        server=_compile_server(document.get("server", {})),
+        streams=tuple(streams),
+        by_id=MappingProxyType({s.id: s for s in streams}),
+        version=version,
+        sources=(origin, *dict.fromkeys(reader.files)),
+        warnings=tuple(w for s in streams for w in lint(s)),
+    )
+
+
+def _compile_server(raw: Mapping[str, Any]) -> Server:
+    upstream = raw["upstream"]
+    return Server(
+        listen=_address(raw.get("listen", "0.0.0.0:8080"), "server.listen"),
+        admin_listen=_address(raw.get("admin_listen", "0.0.0.0:9090"), "server.admin_listen"),
+        max_body_bytes=raw.get("max_body_bytes", 1_048_576),
+        reload_interval_seconds=raw.get("reload_interval_seconds", 1),
+        shutdown_delay_seconds=raw.get("shutdown_delay_seconds", 5),
+        upstream=Upstream(
+            url=upstream["url"].rstrip("/"),
+            timeout_seconds=upstream.get("timeout_seconds", 10),
+            max_connections=upstream.get("max_connections", 256),
+        ),
+    )
+
+
+def _address(text: str, path: str) -> tuple[str, int]:
+    host, _, port = text.rpartition(":")
+    if not 0 < int(port) < 65536:  # noqa: PLR2004
+        raise ConfigError(f"{path}: port {port} is out of range 1-65535")
+    return host or "0.0.0.0", int(port)  # noqa: S104 - the documented default
+
+
+def _uniqueness_problems(raw_streams: list[Mapping[str, Any]]) -> list[str]:
+    problems = []
+    for field in ("name", "id"):
+        first: dict[str, int] = {}
+        for index, raw in enumerate(raw_streams):
+            value = raw[field]
+            if value in first:
+                problems.append(
+                    f"streams[{index}].{field}: {value!r} is already used by streams[{first[value]}]"
+                )
+            first.setdefault(value, index)
+    return problems
+
+
+def _compile_stream(raw: Mapping[str, Any], path: str, reader: SourceReader) -> Stream:
+    stream_type = StreamType(raw["type"])
+    if stream_type is StreamType.PRIVATE and "jwt" in raw:
+        raise ConfigError(f"{path}.jwt: only public streams take a `jwt` block")
+    if stream_type is StreamType.PUBLIC and "secrets" in raw:
+        raise ConfigError(f"{path}.secrets: only private streams take `secrets`")
+    if stream_type is StreamType.PRIVATE and "secrets" not in raw:
+        raise ConfigError(f"{path}.secrets: a private stream needs at least one secret")
+    template = TEMPLATES.get(raw.get("template", ""), {})
+    cors = raw.get("cors")
+    return Stream(
+        name=raw["name"],
+        id=raw["id"],
+        type=stream_type,
+        dialect=raw.get("dialect", "bloomreach"),
+        permissions=Permissions(
+            **{s.value: _permission_set(s, raw, template, path) for s in SetName}
+        ),
+        secrets=tuple(
+            _shared_secret(item, f"{path}.secrets[{i}]", reader)
+            for i, item in enumerate(raw.get("secrets", ()))
+        ),
+        jwt=_compile_jwt(raw["jwt"], f"{path}.jwt", reader) if "jwt" in raw else None,
+        cors=Cors(frozenset(cors["allowed_origins"])) if cors else None,
+        debug_headers=raw.get("debug_headers", False),
+    )
+
+
+def _permission_set(
+    name: SetName, raw: Mapping[str, Any], template: Mapping[str, Any], path: str
+) -> PermissionSet:
+    """Merge the stream's own lists over its template's, name by name."""
+    base = template.get(name.value, {})
+    own = raw.get(name.value, {})
+    listed = _listed(base, f"template.{name.value}")
+    listed.update(_listed(own, f"{path}.{name.value}"))
+    default = own.get("default", base.get("default", _DEFAULT_ACCESS[name].value))
+    return PermissionSet(default=Access(default), listed=MappingProxyType(listed))
+
+
+def _listed(raw: Mapping[str, Any], path: str) -> dict[str, Access]:
+    listed: dict[str, Access] = {}
+    for level in ACCESS_LEVELS:
+        for item in raw.get(level, ()):
+            if item in listed:
+                raise ConfigError(
+                    f"{path}.{level}: {item!r} is also listed under {listed[item].value}; "
+                    "a name may appear in only one list"
+                )
+            listed[item] = Access(level)
+    return listed
+
+
+def _shared_secret(raw: Mapping[str, Any], path: str, reader: SourceReader) -> SharedSecret:
+    if "sha256" in raw:
+        return SharedSecret(id=raw["id"], digest=bytes.fromhex(raw["sha256"]))
+    value = reader.read_secret(raw["value"], f"{path}.value")
+    if not value:
+        raise ConfigError(f"{path}.value: the secret is empty")
+    return SharedSecret(id=raw["id"], digest=hashlib.sha256(value).digest())
+
+
+def _compile_jwt(raw: Mapping[str, Any], path: str, reader: SourceReader) -> JwtSettings:
+    keys: dict[str, VerificationKey] = {}
+    for index, item in enumerate(raw.get("keys", ())):
+        key_path = f"{path}.keys[{index}]"
+        if item["kid"] in keys:
+            raise ConfigError(f"{key_path}.kid: {item['kid']!r} is already used in this stream")
+        keys[item["kid"]] = load_key(item, key_path, reader)
+    if "jwks" in raw:
+        for key in load_jwks(raw["jwks"], f"{path}.jwks", reader):
+            if key.kid in keys:
+                raise ConfigError(f"{path}.jwks: kid {key.kid!r} is already used in this stream")
+            keys[key.kid] = key
+    subject = raw.get("subject")
+    return JwtSettings(
+        enforcement=Enforcement(raw.get("enforcement", "enforce")),
+        leeway_seconds=raw.get("leeway_seconds", 30),
+        max_lifetime_seconds=int(raw.get("max_lifetime_days", 90) * SECONDS_PER_DAY),
+        keys=MappingProxyType(keys),
+        subject=Subject(subject["claim"], subject["id_type"]) if subject else None,
+    )
+
+
+def lint(stream: Stream) -> list[str]:
+    """The non-fatal warnings of SPEC §2 for one compiled stream."""
+    warnings = []
+    where = f"stream {stream.name!r}"
+    if stream.permissions.uses_signed_only() and stream.enforcement is Enforcement.OFF:
+        warnings.append(
+            f"{where}: signed_only items act as allow until JWT validation is enabled "
+            "(jwt.enforcement is off or there is no jwt block)"
+        )
+    if stream.type is StreamType.PUBLIC:
+        cookie = stream.permissions.customer_ids.access("cookie")
+        if cookie is not Access.ALLOW:
+            warnings.append(
+                f"{where}: customer id 'cookie' is {cookie.value}; the web SDK tracks anonymous "
+                "visitors by cookie, so all anonymous traffic would stop"
+            )
+        for name in (SetName.EVENT_TYPES, SetName.CUSTOMER_PROPERTIES):
+            if stream.permissions.of(name).default is Access.ALLOW:
+                warnings.append(
+                    f"{where}: {name.value}.default is allow on a public stream; "
+                    "undefined names flow in unchecked"
+                )
+    return warnings

@@ -1,0 +1,20 @@
+"""Wire formats. Each dialect module owns its endpoints and body shapes."""
+
+from __future__ import annotations
+
+from sidecar.dialects.base import Dialect, Endpoint, Payload, Reply
+from sidecar.dialects.bloomreach import Bloomreach
+
+DIALECTS: dict[str, Dialect] = {d.name: d for d in (Bloomreach(),)}
+
+
+def find_endpoint(path: str) -> Endpoint | None:
+    """The endpoint `path` names in any dialect (dialects' paths do not overlap)."""
+    for dialect in DIALECTS.values():
+        endpoint = dialect.match(path)
+        if endpoint is not None:
+            return endpoint
+    return None
+
+
+__all__ = ["DIALECTS", "Dialect", "Endpoint", "Payload", "Reply", "find_endpoint"]

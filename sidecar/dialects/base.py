@@ -1,0 +1,70 @@
+"""The dialect seam: what every wire format provides to the pipeline."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from aiohttp import web
+
+from sidecar.commands import Command, Kind, Verdict
+from sidecar.errors import Reason
+
+
+@dataclass(frozen=True, slots=True)
+class Endpoint:
+    """A matched tracking endpoint."""
+
+    dialect: Dialect
+    name: str  # e.g. "customers/events"; a log field
+    kind: Kind | None  # None for batch endpoints
+    path_stream_id: str | None = None  # the stream ID carried in the path, if any
+
+    @property
+    def is_batch(self) -> bool:
+        return self.kind is None
+
+
+@dataclass(frozen=True, slots=True)
+class Payload:
+    """A decoded request body: the document, its raw commands and their decoding."""
+
+    document: Any
+    items: Sequence[Any]  # the raw command objects, in order
+    commands: Sequence[Command]
+
+
+@dataclass(frozen=True, slots=True)
+class Reply:
+    """An HTTP answer before it becomes an aiohttp response."""
+
+    status: int
+    body: bytes
+    headers: Mapping[str, str] = field(default_factory=dict)
+
+
+class Dialect(Protocol):
+    """A collector wire format."""
+
+    name: str
+
+    def match(self, path: str) -> Endpoint | None:
+        """The endpoint `path` names, if it is one of this dialect's."""
+
+    def stream_id(self, request: web.Request, endpoint: Endpoint, body: bytes) -> str | None:
+        """The stream ID the request names. Rejects: stream_id_conflict."""
+
+    def decode(self, endpoint: Endpoint, document: Any) -> Payload:
+        """Split a parsed body into commands. Rejects: malformed_payload."""
+
+    def encode(self, payload: Payload, verdicts: Sequence[Verdict]) -> bytes:
+        """The body to forward: forwarded commands only, stripped names removed."""
+
+    def answer_batch(
+        self, payload: Payload, verdicts: Sequence[Verdict], upstream: Reply | None
+    ) -> Reply:
+        """The client's answer to a batch with rejected commands (`upstream` None: all were)."""
+
+    def error_body(self, reason: Reason, message: str) -> bytes:
+        """The body of a rejected request."""

@@ -1,0 +1,214 @@
+"""The `bloomreach` dialect (SPEC §3.1).
+
+Endpoints: `/track/u/v1/{customers/events,customers,batch}?stream_id=ID` and
+the legacy `/track/v2/projects/{ID}/…`. In events `properties` are event
+properties; in customer updates they are customer properties. Batches hold
+up to 50 commands; `system/time` passes through untouched.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from aiohttp import web
+
+from sidecar.body import dump_json, parse_json
+from sidecar.commands import Command, Kind, Verdict
+from sidecar.dialects.base import Endpoint, Payload, Reply
+from sidecar.errors import Reason, Rejection
+from sidecar.rules import SetName
+
+MAX_BATCH_COMMANDS = 50
+_ENDPOINTS: dict[str, Kind | None] = {
+    "customers/events": Kind.EVENT,
+    "customers": Kind.CUSTOMER,
+    "batch": None,
+}
+_BATCH_NAMES = {
+    "customers/events": Kind.EVENT,
+    "customers": Kind.CUSTOMER,
+    "system/time": Kind.PASSTHROUGH,
+}
+_STREAM_PATH = re.compile(r"^/track/u/v1/(customers/events|customers|batch)$")
+_PROJECT_PATH = re.compile(r"^/track/v2/projects/([^/]+)/(customers/events|customers|batch)$")
+
+
+class Bloomreach:
+    """Bloomreach Engagement tracking API."""
+
+    name = "bloomreach"
+
+    def match(self, path: str) -> Endpoint | None:
+        """Stream-mode and legacy project paths."""
+        if found := _STREAM_PATH.match(path):
+            return Endpoint(self, found[1], _ENDPOINTS[found[1]])
+        if found := _PROJECT_PATH.match(path):
+            return Endpoint(self, found[2], _ENDPOINTS[found[2]], path_stream_id=found[1])
+        return None
+
+    def stream_id(self, request: web.Request, endpoint: Endpoint, body: bytes) -> str | None:
+        """`stream_id` query parameter, `X-Stream-Id` header, or the project path segment."""
+        found = {
+            *request.query.getall("stream_id", ()),
+            *request.headers.getall("X-Stream-Id", ()),
+        }
+        if endpoint.path_stream_id is not None:
+            found.add(endpoint.path_stream_id)
+        if len(found) > 1:
+            raise Rejection(
+                Reason.STREAM_ID_CONFLICT,
+                "the request names more than one stream ID (query, X-Stream-Id header, path)",
+            )
+        return found.pop() if found else None
+
+    def decode(self, endpoint: Endpoint, document: Any) -> Payload:
+        """A single command, or a batch envelope whose bad commands are marked malformed."""
+        if endpoint.kind is not None:
+            command = decode_command(endpoint.kind, document)
+            if command.malformed:
+                raise Rejection(Reason.MALFORMED_PAYLOAD, command.malformed)
+            return Payload(document, (document,), (command,))
+        items = _batch_items(document)
+        return Payload(document, items, tuple(_decode_item(item) for item in items))
+
+    def encode(self, payload: Payload, verdicts: Sequence[Verdict]) -> bytes:
+        """The forwarded commands with their stripped names removed."""
+        if not isinstance(payload.document, dict) or "commands" not in payload.document:
+            return dump_json(_strip(payload.commands[0], payload.document, verdicts[0]))
+        commands = [
+            {**item, "data": _strip(command, item["data"], verdict)}
+            if verdict.modified
+            else item
+            for item, command, verdict in zip(
+                payload.items, payload.commands, verdicts, strict=True
+            )
+            if verdict.forwarded
+        ]
+        return dump_json({**payload.document, "commands": commands})
+
+    def answer_batch(
+        self, payload: Payload, verdicts: Sequence[Verdict], upstream: Reply | None
+    ) -> Reply:
+        """The collector's `results` with the sidecar's own result at each rejected position."""
+        if upstream is None:
+            results = [_own_result(v) for v in verdicts]
+            return Reply(200, dump_json({"success": True, "results": results}))
+        forwarded = sum(v.forwarded for v in verdicts)
+        collected = _results(upstream, forwarded)
+        if collected is None:
+            rejected = str(len(verdicts) - forwarded)
+            return Reply(
+                upstream.status,
+                upstream.body,
+                {**upstream.headers, "X-Trackgate-Rejected": rejected},
+            )
+        document, results = collected
+        merged = [next(results) if v.forwarded else _own_result(v) for v in verdicts]
+        return Reply(upstream.status, dump_json({**document, "results": merged}), upstream.headers)
+
+    def error_body(self, reason: Reason, message: str) -> bytes:
+        """`{"success": false, "code": …, "errors": […]}`."""
+        return dump_json({"success": False, "code": reason.value, "errors": [message]})
+
+
+def decode_command(kind: Kind, data: object) -> Command:
+    """One command's `data` object; a malformed one carries the reason in `malformed`."""
+    if kind is Kind.PASSTHROUGH:
+        return Command(kind)
+    if not isinstance(data, dict):
+        return Command(kind, malformed="a command must be a JSON object")
+    problem = _shape_problem(kind, data)
+    if problem:
+        return Command(kind, malformed=problem)
+    properties = tuple(data.get("properties") or ())
+    return Command(
+        kind,
+        customer_ids=data["customer_ids"],
+        event_type=data.get("event_type"),
+        customer_properties=properties if kind is Kind.CUSTOMER else (),
+        event_properties=properties if kind is Kind.EVENT else (),
+    )
+
+
+def _shape_problem(kind: Kind, data: Mapping[str, Any]) -> str | None:
+    ids = data.get("customer_ids")
+    if not isinstance(ids, dict):
+        return "customer_ids must be an object"
+    if not all(isinstance(value, str) for value in ids.values()):
+        return "customer_ids values must be strings"
+    if kind is Kind.EVENT:
+        if not isinstance(data.get("event_type"), str) or not data["event_type"]:
+            return "event_type must be a non-empty string"
+        timestamp = data.get("timestamp")
+        if timestamp is not None and not _is_number(timestamp):
+            return "timestamp must be a number or null"
+    if not isinstance(data.get("properties"), dict | None):
+        return "properties must be an object or null"
+    return None
+
+
+def _batch_items(document: object) -> list[Any]:
+    if not isinstance(document, dict) or not isinstance(document.get("commands"), list):
+        raise Rejection(Reason.MALFORMED_PAYLOAD, 'a batch is {"commands": [...]}')
+    items = document["commands"]
+    if len(items) > MAX_BATCH_COMMANDS:
+        raise Rejection(
+            Reason.MALFORMED_PAYLOAD,
+            f"a batch holds at most {MAX_BATCH_COMMANDS} commands, got {len(items)}",
+        )
+    return items
+
+
+def _decode_item(item: object) -> Command:
+    if not isinstance(item, dict) or item.get("name") not in _BATCH_NAMES:
+        names = ", ".join(_BATCH_NAMES)
+        return Command(Kind.EVENT, malformed=f"a batch command needs a name of {names} and data")
+    kind = _BATCH_NAMES[item["name"]]
+    if kind is not Kind.PASSTHROUGH and "data" not in item:
+        return Command(kind, malformed="a batch command needs a data object")
+    return decode_command(kind, item.get("data"))
+
+
+def _strip(command: Command, data: dict[str, Any], verdict: Verdict) -> dict[str, Any]:
+    properties = (
+        SetName.CUSTOMER_PROPERTIES if command.kind is Kind.CUSTOMER else SetName.EVENT_PROPERTIES
+    )
+    out = dict(data)
+    ids = verdict.stripped.get(SetName.CUSTOMER_IDS)
+    if ids:
+        out["customer_ids"] = _without(data["customer_ids"], ids)
+    names = verdict.stripped.get(properties)
+    if names:
+        out["properties"] = _without(data["properties"], names)
+    return out
+
+
+def _without(mapping: Mapping[str, Any], names: Sequence[str]) -> dict[str, Any]:
+    return {key: value for key, value in mapping.items() if key not in names}
+
+
+def _own_result(verdict: Verdict) -> dict[str, Any]:
+    code = verdict.reason.value if verdict.reason else ""
+    return {"success": False, "code": code, "errors": [verdict.message]}
+
+
+def _results(upstream: Reply, forwarded: int) -> tuple[dict[str, Any], Any] | None:
+    """The collector's document and an iterator over its results, when they line up."""
+    if not 200 <= upstream.status < 300:  # noqa: PLR2004
+        return None
+    try:
+        document = parse_json(upstream.body)
+    except Rejection:
+        return None
+    if not isinstance(document, dict):
+        return None
+    results = document.get("results")
+    if not isinstance(results, list) or len(results) != forwarded:
+        return None
+    return document, iter(results)
+
+
+def _is_number(value: object) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)

@@ -1,0 +1,195 @@
+"""The decision: a pure function of (stream, principal, commands) — SPEC §5.2, §5.3.
+
+`decide` first applies the request-level token rules (a failed token on a
+request that needs a signature, identifiers that contradict the token), then
+judges each command in order: event type, customer ids, properties. It knows
+nothing of HTTP or wire formats.
+
+How `signed_only` behaves depends on the stream's JWT enforcement:
+- `off` (or no `jwt` block): it acts as `allow`;
+- `monitor`: it acts as `allow`, and what `enforce` would reject is recorded;
+- `enforce`: it needs a valid token (for customer ids: one that signs that id).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from types import MappingProxyType
+
+from sidecar.auth import Principal, TokenState
+from sidecar.commands import FORWARD, Command, Kind, Verdict
+from sidecar.errors import Reason, Rejection
+from sidecar.rules import Access, Enforcement, Permissions, PermissionSet, SetName, Stream
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    """What happens to a request: rejected whole, or a verdict per command."""
+
+    verdicts: tuple[Verdict, ...]
+    rejection: Rejection | None = None  # the whole request is rejected
+    would_reject: tuple[Reason, ...] = field(default=())  # monitor mode, request level
+
+    @property
+    def forwards_any(self) -> bool:
+        return self.rejection is None and any(v.forwarded for v in self.verdicts)
+
+    @property
+    def modified(self) -> bool:
+        """True when the forwarded body differs from the received one."""
+        return any(not v.forwarded or v.modified for v in self.verdicts)
+
+
+def decide(stream: Stream, principal: Principal, commands: Sequence[Command]) -> Decision:
+    """Judge a request. Rejects (whole request): token_* (401), ids_mismatch.
+    Per command: event_type_denied, signature_required, no_customer_ids, malformed_payload."""
+    mode = stream.enforcement
+    if mode is Enforcement.OFF:
+        principal = Principal()  # tokens play no part in the decision
+    would: list[Reason] = []
+    request_reason = _request_reason(stream, principal, commands)
+    if request_reason is not None:
+        if mode is Enforcement.ENFORCE:
+            return Decision((), Rejection(request_reason, _REQUEST_MESSAGES[request_reason]))
+        would.append(request_reason)
+    if principal.token is TokenState.INVALID:
+        principal = Principal()  # a failed token signs nothing
+    judge = _Judge(stream, principal, mode)
+    return Decision(tuple(judge.command(c) for c in commands), would_reject=tuple(would))
+
+
+def needs_signature(permissions: Permissions, command: Command) -> bool:
+    """True when the command uses any `signed_only` item."""
+    if command.kind is Kind.PASSTHROUGH or command.malformed:
+        return False
+    signed_only = Access.SIGNED_ONLY
+    return (
+        (command.event_type is not None
+         and permissions.event_types.access(command.event_type) is signed_only)
+        or any(permissions.customer_ids.access(t) is signed_only for t in command.customer_ids)
+        or any(permissions.customer_properties.access(n) is signed_only
+               for n in command.customer_properties)
+        or any(permissions.event_properties.access(n) is signed_only
+               for n in command.event_properties)
+    )  # fmt: skip
+
+
+_REQUEST_MESSAGES = {
+    Reason.IDS_MISMATCH: "a customer id in the request differs from the one the token signs",
+}
+
+
+def _request_reason(
+    stream: Stream, principal: Principal, commands: Sequence[Command]
+) -> Reason | None:
+    if principal.token is TokenState.VALID and _contradicts(principal.signed_ids, commands):
+        return Reason.IDS_MISMATCH
+    if principal.token is TokenState.INVALID and any(
+        needs_signature(stream.permissions, c) for c in commands
+    ):
+        return principal.token_reason
+    return None
+
+
+def _contradicts(signed: Mapping[str, str], commands: Sequence[Command]) -> bool:
+    return any(
+        id_type in signed and value != signed[id_type]
+        for command in commands
+        for id_type, value in command.customer_ids.items()
+    )
+
+
+class _Judge:
+    """Judges the commands of one request against one stream's permissions."""
+
+    def __init__(self, stream: Stream, principal: Principal, mode: Enforcement) -> None:
+        self.stream = stream
+        self.principal = principal
+        self.mode = mode
+
+    def command(self, command: Command) -> Verdict:
+        """One command: event type → customer ids → properties; the first rejection wins."""
+        if command.malformed:
+            return Verdict(Reason.MALFORMED_PAYLOAD, command.malformed)
+        if command.kind is Kind.PASSTHROUGH:
+            return FORWARD
+        would: list[Reason] = []
+        rejection = self._event_type(command, would)
+        stripped: dict[SetName, tuple[str, ...]] = {}
+        if rejection is None:
+            ids, rejection = self._customer_ids(command, would)
+            if ids:
+                stripped[SetName.CUSTOMER_IDS] = ids
+        if rejection is not None:
+            return Verdict(*rejection, would_reject=tuple(would))
+        for name, names in (
+            (SetName.CUSTOMER_PROPERTIES, command.customer_properties),
+            (SetName.EVENT_PROPERTIES, command.event_properties),
+        ):
+            removed = self._properties(self.stream.permissions.of(name), names, would)
+            if removed:
+                stripped[name] = removed
+        return Verdict(stripped=MappingProxyType(stripped), would_reject=tuple(would))
+
+    def _event_type(self, command: Command, would: list[Reason]) -> tuple[Reason, str] | None:
+        if command.event_type is None:
+            return None
+        access = self.stream.permissions.event_types.access(command.event_type)
+        if access is Access.DENY:
+            return (
+                Reason.EVENT_TYPE_DENIED,
+                f"event type {command.event_type!r} is not allowed on stream {self.stream.name!r}",
+            )
+        if access is Access.SIGNED_ONLY and not self._satisfied(self.principal.signed, would):
+            return (
+                Reason.SIGNATURE_REQUIRED,
+                f"event type {command.event_type!r} needs a signed token "
+                f"on stream {self.stream.name!r}",
+            )
+        return None
+
+    def _customer_ids(
+        self, command: Command, would: list[Reason]
+    ) -> tuple[tuple[str, ...], tuple[Reason, str] | None]:
+        permissions = self.stream.permissions.customer_ids
+        stripped: list[str] = []
+        for id_type, value in command.customer_ids.items():
+            access = permissions.access(id_type)
+            if access is Access.DENY:
+                stripped.append(id_type)
+            elif access is Access.SIGNED_ONLY:
+                signed = self.principal.signed_ids.get(id_type) == value
+                if not self._satisfied(signed, would):
+                    return tuple(stripped), (
+                        Reason.SIGNATURE_REQUIRED,
+                        f"customer id {id_type!r} needs a token that signs it "
+                        f"on stream {self.stream.name!r}",
+                    )
+        if len(stripped) == len(command.customer_ids):
+            return tuple(stripped), (
+                Reason.NO_CUSTOMER_IDS,
+                f"no allowed customer id is left on stream {self.stream.name!r}",
+            )
+        return tuple(stripped), None
+
+    def _properties(
+        self, permissions: PermissionSet, names: Sequence[str], would: list[Reason]
+    ) -> tuple[str, ...]:
+        removed = []
+        for name in names:
+            access = permissions.access(name)
+            if access is Access.DENY or (
+                access is Access.SIGNED_ONLY and not self._satisfied(self.principal.signed, would)
+            ):
+                removed.append(name)
+        return tuple(removed)
+
+    def _satisfied(self, signed: bool, would: list[Reason]) -> bool:
+        """Whether a `signed_only` item passes: always unless enforcing; recorded in monitor."""
+        if signed or self.mode is Enforcement.OFF:
+            return True
+        if self.mode is Enforcement.MONITOR:
+            would.append(Reason.SIGNATURE_REQUIRED)
+            return True
+        return False

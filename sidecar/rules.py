@@ -1,0 +1,197 @@
+"""Compiled rules: the frozen objects the request path reads.
+
+`config.py` builds these once per load; at request time they are only looked
+up, never changed. A `Rules` instance is one version of the rules file.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from enum import Enum
+from pathlib import Path
+from types import MappingProxyType
+from typing import Any
+
+
+class Access(Enum):
+    """How a name in a permission set is treated."""
+
+    ALLOW = "allow"
+    SIGNED_ONLY = "signed_only"
+    DENY = "deny"
+
+
+class SetName(Enum):
+    """The permission sets of a stream; values are the config keys and metric labels."""
+
+    CUSTOMER_IDS = "customer_ids"
+    EVENT_TYPES = "event_types"
+    CUSTOMER_PROPERTIES = "customer_properties"
+    EVENT_PROPERTIES = "event_properties"
+
+
+class StreamType(Enum):
+    PUBLIC = "public"
+    PRIVATE = "private"
+
+
+class Enforcement(Enum):
+    """JWT validation mode of a public stream."""
+
+    OFF = "off"
+    MONITOR = "monitor"
+    ENFORCE = "enforce"
+
+
+@dataclass(frozen=True, slots=True)
+class PermissionSet:
+    """One permission set: listed names and the default for the rest."""
+
+    default: Access
+    listed: Mapping[str, Access] = field(default_factory=lambda: MappingProxyType({}))
+
+    def access(self, name: str) -> Access:
+        """The access level of `name`: its listed level, else the default."""
+        return self.listed.get(name, self.default)
+
+    def names(self, access: Access) -> tuple[str, ...]:
+        """The listed names with `access`, in sorted order (for display)."""
+        return tuple(sorted(n for n, a in self.listed.items() if a is access))
+
+
+@dataclass(frozen=True, slots=True)
+class Permissions:
+    """The four permission sets of a stream."""
+
+    customer_ids: PermissionSet
+    event_types: PermissionSet
+    customer_properties: PermissionSet
+    event_properties: PermissionSet
+
+    def of(self, name: SetName) -> PermissionSet:
+        """The set called `name`."""
+        return {
+            SetName.CUSTOMER_IDS: self.customer_ids,
+            SetName.EVENT_TYPES: self.event_types,
+            SetName.CUSTOMER_PROPERTIES: self.customer_properties,
+            SetName.EVENT_PROPERTIES: self.event_properties,
+        }[name]
+
+    def uses_signed_only(self) -> bool:
+        """True when any set lists a name, or defaults, to `signed_only`."""
+        return any(
+            s.default is Access.SIGNED_ONLY or Access.SIGNED_ONLY in s.listed.values()
+            for s in (
+                self.customer_ids,
+                self.event_types,
+                self.customer_properties,
+                self.event_properties,
+            )
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class SharedSecret:
+    """A private stream's shared secret, kept only as its SHA-256 digest."""
+
+    id: str  # the secret's configured id (safe to log)
+    digest: bytes  # sha256 of the secret
+
+
+@dataclass(frozen=True, slots=True)
+class VerificationKey:
+    """A JWT verification key, ready for PyJWT."""
+
+    kid: str
+    alg: str
+    key: Any  # bytes for HMAC, a `cryptography` public key otherwise
+    fingerprint: str  # sha256 of the key material, to notice rotations
+
+
+@dataclass(frozen=True, slots=True)
+class Subject:
+    """Single-subject tokens: `claim` names one customer id of type `id_type`."""
+
+    claim: str
+    id_type: str
+
+
+@dataclass(frozen=True, slots=True)
+class JwtSettings:
+    """JWT validation settings of a public stream."""
+
+    enforcement: Enforcement
+    leeway_seconds: int
+    max_lifetime_seconds: int
+    keys: Mapping[str, VerificationKey]  # by kid
+    subject: Subject | None
+
+    @property
+    def key_fingerprint(self) -> str:
+        """One string that changes whenever any key of the stream changes."""
+        return ",".join(sorted(f"{k.kid}:{k.alg}:{k.fingerprint}" for k in self.keys.values()))
+
+
+@dataclass(frozen=True, slots=True)
+class Cors:
+    """Browser origins allowed to call a stream."""
+
+    allowed_origins: frozenset[str]
+
+
+@dataclass(frozen=True, slots=True)
+class Stream:
+    """One tracking source with its credentials and permissions."""
+
+    name: str  # used in logs and metric labels
+    id: str  # the public stream ID clients send
+    type: StreamType
+    dialect: str
+    permissions: Permissions
+    secrets: tuple[SharedSecret, ...] = ()  # private streams only
+    jwt: JwtSettings | None = None  # public streams only
+    cors: Cors | None = None
+    debug_headers: bool = False
+
+    @property
+    def enforcement(self) -> Enforcement:
+        """The JWT mode in force: `off` when the stream has no `jwt` block."""
+        return self.jwt.enforcement if self.jwt else Enforcement.OFF
+
+
+@dataclass(frozen=True, slots=True)
+class Upstream:
+    """The collector behind the sidecar."""
+
+    url: str
+    timeout_seconds: float
+    max_connections: int
+
+
+@dataclass(frozen=True, slots=True)
+class Server:
+    """Process-level settings."""
+
+    listen: tuple[str, int]
+    admin_listen: tuple[str, int]
+    max_body_bytes: int
+    reload_interval_seconds: float
+    shutdown_delay_seconds: float
+    upstream: Upstream
+
+
+@dataclass(frozen=True, slots=True)
+class Rules:
+    """One loaded version of the rules file."""
+
+    server: Server
+    streams: tuple[Stream, ...]
+    by_id: Mapping[str, Stream]
+    version: str  # short hash of the rules file and every file it references
+    sources: tuple[Path, ...]  # the rules file and every file it references
+    warnings: tuple[str, ...]  # lint warnings, never fatal
+
+    def find(self, stream_id: str) -> Stream | None:
+        """The stream whose public ID is `stream_id`, if any."""
+        return self.by_id.get(stream_id)

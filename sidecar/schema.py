@@ -1,0 +1,306 @@
+"""The JSON Schema of the rules file, and the structural check that uses it.
+
+One schema serves two readers: editors (printed by `trackgate schema`) and
+`config.py`, which runs `structural_errors` before compiling. The checker
+understands the subset of JSON Schema used below and reports each problem
+with the path of the offending field (`streams[1].jwt.keys[0].alg: ...`).
+Cross-field rules (uniqueness, a name in two lists, key checks) live in
+`config.py`.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator, Mapping
+from typing import Any
+
+ALGORITHMS = (
+    "HS256",
+    "HS384",
+    "HS512",
+    "RS256",
+    "RS384",
+    "RS512",
+    "PS256",
+    "PS384",
+    "PS512",
+    "ES256",
+    "ES384",
+    "ES512",
+    "EdDSA",
+)
+DIALECTS = ("bloomreach", "segment")
+ACCESS_LEVELS = ("allow", "signed_only", "deny")
+STREAM_NAME_PATTERN = r"^[a-z0-9][a-z0-9_-]{0,62}$"
+
+_NAMES = {"type": "array", "items": {"type": "string", "minLength": 1}, "uniqueItems": True}
+
+_SOURCE = {
+    "description": "A secret or key is never inline: read it from an environment variable "
+    "or a file.",
+    "type": "object",
+    "properties": {
+        "env": {"type": "string", "minLength": 1},
+        "file": {"type": "string", "minLength": 1},
+    },
+    "additionalProperties": False,
+    "minProperties": 1,
+    "maxProperties": 1,
+}
+
+_PERMISSION_SET = {
+    "type": "object",
+    "properties": {
+        "default": {"enum": list(ACCESS_LEVELS)},
+        "allow": _NAMES,
+        "signed_only": _NAMES,
+        "deny": _NAMES,
+    },
+    "additionalProperties": False,
+}
+
+_LISTEN = {"type": "string", "pattern": r"^[^\s:]*:[0-9]{1,5}$"}
+
+SCHEMA: dict[str, Any] = {
+    "$schema": "https://json-schema.org/draft/2020-12/schema",
+    "$id": "https://trackgate.dev/schema/rules-v1.json",
+    "title": "trackgate rules",
+    "type": "object",
+    "properties": {
+        "version": {"const": 1},
+        "server": {
+            "type": "object",
+            "properties": {
+                "listen": _LISTEN,
+                "admin_listen": _LISTEN,
+                "max_body_bytes": {"type": "integer", "minimum": 1},
+                "reload_interval_seconds": {"type": "number", "exclusiveMinimum": 0},
+                "shutdown_delay_seconds": {"type": "number", "minimum": 0},
+                "upstream": {
+                    "type": "object",
+                    "properties": {
+                        "url": {"type": "string", "pattern": r"^https?://[^\s/]+(/\S*)?$"},
+                        "timeout_seconds": {"type": "number", "exclusiveMinimum": 0},
+                        "max_connections": {"type": "integer", "minimum": 1},
+                    },
+                    "required": ["url"],
+                    "additionalProperties": False,
+                },
+            },
+            "required": ["upstream"],
+            "additionalProperties": False,
+        },
+        "streams": {
+            "type": "array",
+            "minItems": 1,
+            "items": {
+                "type": "object",
+                "properties": {
+                    "name": {"type": "string", "pattern": STREAM_NAME_PATTERN},
+                    "id": {"type": "string", "pattern": r"^[A-Za-z0-9._~:-]{1,200}$"},
+                    "type": {"enum": ["public", "private"]},
+                    "dialect": {"enum": list(DIALECTS)},
+                    "template": {"enum": ["public", "private"]},
+                    "debug_headers": {"type": "boolean"},
+                    "cors": {
+                        "type": "object",
+                        "properties": {
+                            "allowed_origins": {
+                                "type": "array",
+                                "items": {"type": "string", "pattern": r"^https?://[^\s/]+$"},
+                                "uniqueItems": True,
+                            }
+                        },
+                        "required": ["allowed_origins"],
+                        "additionalProperties": False,
+                    },
+                    "jwt": {
+                        "type": "object",
+                        "properties": {
+                            "enforcement": {"enum": ["off", "monitor", "enforce"]},
+                            "leeway_seconds": {"type": "integer", "minimum": 0, "maximum": 3600},
+                            "max_lifetime_days": {"type": "number", "exclusiveMinimum": 0},
+                            "keys": {
+                                "type": "array",
+                                "items": {
+                                    "type": "object",
+                                    "properties": {
+                                        "kid": {"type": "string", "minLength": 1},
+                                        "alg": {"enum": list(ALGORITHMS)},
+                                        "secret": _SOURCE,
+                                        "public_key": _SOURCE,
+                                    },
+                                    "required": ["kid", "alg"],
+                                    "oneOf": [{"required": ["secret"]}, {"required": ["public_key"]}],
+                                    "errorMessage": "set exactly one of secret, public_key",
+                                    "additionalProperties": False,
+                                },
+                            },
+                            "jwks": {
+                                "type": "object",
+                                "properties": {
+                                    "file": {"type": "string", "minLength": 1},
+                                    "url": {"type": "string", "pattern": r"^https://\S+$"},
+                                },
+                                "additionalProperties": False,
+                                "minProperties": 1,
+                                "maxProperties": 1,
+                            },
+                            "subject": {
+                                "type": "object",
+                                "properties": {
+                                    "claim": {"enum": ["sub", "user_id"]},
+                                    "id_type": {"type": "string", "minLength": 1},
+                                },
+                                "required": ["claim", "id_type"],
+                                "additionalProperties": False,
+                            },
+                        },
+                        "additionalProperties": False,
+                    },
+                    "secrets": {
+                        "type": "array",
+                        "minItems": 1,
+                        "items": {
+                            "type": "object",
+                            "properties": {
+                                "id": {"type": "string", "minLength": 1},
+                                "sha256": {"type": "string", "pattern": r"^[0-9a-fA-F]{64}$"},
+                                "value": _SOURCE,
+                            },
+                            "required": ["id"],
+                            "oneOf": [{"required": ["sha256"]}, {"required": ["value"]}],
+                            "errorMessage": "set exactly one of sha256, value",
+                            "additionalProperties": False,
+                        },
+                    },
+                    "customer_ids": _PERMISSION_SET,
+                    "event_types": _PERMISSION_SET,
+                    "customer_properties": _PERMISSION_SET,
+                    "event_properties": _PERMISSION_SET,
+                },
+                "required": ["name", "id", "type"],
+                "additionalProperties": False,
+            },
+        },
+    },
+    "required": ["version", "streams"],
+    "additionalProperties": False,
+}
+
+_JSON_TYPES = {
+    "object": "an object",
+    "array": "a list",
+    "string": "a string",
+    "integer": "an integer",
+    "number": "a number",
+    "boolean": "true or false",
+}
+
+
+def structural_errors(document: object) -> list[str]:
+    """Every structural problem of `document`, each as 'path: message'."""
+    return list(_check(document, SCHEMA, ""))
+
+
+def _check(value: object, schema: Mapping[str, Any], path: str) -> Iterator[str]:
+    where = path or "(top level)"
+    if "type" in schema and not _has_type(value, schema["type"]):
+        yield f"{where}: expected {_JSON_TYPES[schema['type']]}, got {_describe(value)}"
+        return
+    if "const" in schema and value != schema["const"]:
+        yield f"{where}: must be {schema['const']!r}"
+    if "enum" in schema and value not in schema["enum"]:
+        yield f"{where}: {_show(value)} is not one of {', '.join(map(str, schema['enum']))}"
+    if isinstance(value, str):
+        yield from _check_string(value, schema, where)
+    elif isinstance(value, int | float) and not isinstance(value, bool):
+        yield from _check_number(value, schema, where)
+    elif isinstance(value, list):
+        yield from _check_list(value, schema, path, where)
+    elif isinstance(value, dict):
+        yield from _check_object(value, schema, path, where)
+
+
+def _check_string(value: str, schema: Mapping[str, Any], where: str) -> Iterator[str]:
+    if len(value) < schema.get("minLength", 0):
+        yield f"{where}: must not be empty"
+    if "pattern" in schema and not re.search(schema["pattern"], value):
+        yield f"{where}: {_show(value)} does not match {schema['pattern']}"
+
+
+def _check_number(value: float, schema: Mapping[str, Any], where: str) -> Iterator[str]:
+    if "minimum" in schema and value < schema["minimum"]:
+        yield f"{where}: must be at least {schema['minimum']}"
+    if "exclusiveMinimum" in schema and value <= schema["exclusiveMinimum"]:
+        yield f"{where}: must be greater than {schema['exclusiveMinimum']}"
+    if "maximum" in schema and value > schema["maximum"]:
+        yield f"{where}: must be at most {schema['maximum']}"
+
+
+def _check_list(
+    value: list[Any], schema: Mapping[str, Any], path: str, where: str
+) -> Iterator[str]:
+    if len(value) < schema.get("minItems", 0):
+        yield f"{where}: needs at least {schema['minItems']} item(s)"
+    if schema.get("uniqueItems"):
+        seen: list[object] = []
+        for item in value:
+            if item in seen:
+                yield f"{where}: {_show(item)} is listed twice"
+            seen.append(item)
+    if "items" in schema:
+        for index, item in enumerate(value):
+            yield from _check(item, schema["items"], f"{path}[{index}]")
+
+
+def _check_object(
+    value: dict[Any, Any], schema: Mapping[str, Any], path: str, where: str
+) -> Iterator[str]:
+    properties: Mapping[str, Any] = schema.get("properties", {})
+    prefix = f"{path}." if path else ""
+    for key in schema.get("required", ()):
+        if key not in value:
+            yield f"{prefix}{key}: is required"
+    if schema.get("additionalProperties") is False:
+        for key in value:
+            if key not in properties:
+                yield (
+                    f"{prefix}{key}: unknown key; expected one of {', '.join(sorted(properties))}"
+                )
+    count = len(value)
+    if count < schema.get("minProperties", 0) or count > schema.get("maxProperties", count):
+        yield f"{where}: set exactly one of {', '.join(sorted(properties))}"
+    if "oneOf" in schema:
+        matching = sum(not list(_check(value, alt, path)) for alt in schema["oneOf"])
+        if matching != 1:
+            yield f"{where}: {schema['errorMessage']}"
+    for key, sub in properties.items():
+        if key in value:
+            yield from _check(value[key], sub, f"{prefix}{key}")
+
+
+def _has_type(value: object, name: str) -> bool:
+    if name == "integer":
+        return isinstance(value, int) and not isinstance(value, bool)
+    if name == "number":
+        return isinstance(value, int | float) and not isinstance(value, bool)
+    python_type = {"object": dict, "array": list, "string": str, "boolean": bool}[name]
+    return isinstance(value, python_type)
+
+
+def _describe(value: object) -> str:
+    """The JSON type of `value`, never the value itself (it could be a pasted secret)."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "a boolean"
+    for json_type, text in _JSON_TYPES.items():
+        if json_type != "boolean" and _has_type(value, json_type):
+            return text
+    return type(value).__name__
+
+
+def _show(value: object) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
