@@ -21,8 +21,12 @@ log = logging.getLogger("trackgate")
 
 
 def tracking_app(holder: RulesHolder) -> web.Application:
-    """The tracking listener: every path goes through the pipeline."""
-    app = web.Application()
+    """The tracking listener: every path goes through the pipeline.
+
+    aiohttp's own request decompression is off: `body.read_body` inflates gzip
+    itself so that the size limit bounds the output, not the input.
+    """
+    app = web.Application(handler_args={"auto_decompress": False})
     app[HOLDER] = holder
     app.cleanup_ctx.append(_pipeline_context)
     app.router.add_route("*", "/{tail:.*}", _dispatch)

@@ -56,7 +56,9 @@ def check_secret(stream: Stream, headers: CIMultiDictProxy[str]) -> None:
             f"or in the {SECRET_HEADER} header",
         )
     if not all(matches(stream.secrets, secret) for secret in presented):
-        raise Rejection(Reason.SECRET_INVALID, f"the secret for stream {stream.name!r} is not valid")
+        raise Rejection(
+            Reason.SECRET_INVALID, f"the secret for stream {stream.name!r} is not valid"
+        )
 
 
 def presented_secrets(headers: CIMultiDictProxy[str]) -> list[bytes]:

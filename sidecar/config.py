@@ -27,8 +27,8 @@ from sidecar.rules import (
     Cors,
     Enforcement,
     JwtSettings,
-    PermissionSet,
     Permissions,
+    PermissionSet,
     Rules,
     Server,
     SetName,
@@ -60,10 +60,10 @@ def load_rules(path: Path, env: Mapping[str, str] | None = None) -> Rules:
         raise ConfigError(f"{path}: cannot read the rules file: {error.strerror}") from None
     document = parse_yaml(text, path)
     problems = structural_errors(document)
-    if problems:
+    if problems or not isinstance(document, dict):
         raise ConfigError(*problems)
-    reader = SourceReader(path.parent, env)
-    return compile_rules(document, reader, version=hashlib.sha256(text).hexdigest()[:12], origin=path)
+    version = hashlib.sha256(text).hexdigest()[:12]
+    return compile_rules(document, SourceReader(path.parent, env), version=version, origin=path)
 
 
 def parse_yaml(text: bytes, path: Path) -> object:
@@ -83,7 +83,7 @@ class _StrictLoader(yaml.SafeLoader):
     def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
         seen: set[object] = set()
         for key_node, _ in node.value:
-            key = self.construct_object(key_node, deep=deep)  # type: ignore[no-untyped-call]
+            key = self.construct_object(key_node, deep=deep)
             if key in seen:
                 raise yaml.constructor.ConstructorError(
                     None, None, f"duplicate key {key!r}", key_node.start_mark
@@ -134,7 +134,7 @@ def _compile_server(raw: Mapping[str, Any]) -> Server:
 
 def _address(text: str, path: str) -> tuple[str, int]:
     host, _, port = text.rpartition(":")
-    if not 0 < int(port) < 65536:  # noqa: PLR2004
+    if not 0 < int(port) < 65536:
         raise ConfigError(f"{path}: port {port} is out of range 1-65535")
     return host or "0.0.0.0", int(port)  # noqa: S104 - the documented default
 
@@ -146,9 +146,8 @@ def _uniqueness_problems(raw_streams: list[Mapping[str, Any]]) -> list[str]:
         for index, raw in enumerate(raw_streams):
             value = raw[field]
             if value in first:
-                problems.append(
-                    f"streams[{index}].{field}: {value!r} is already used by streams[{first[value]}]"
-                )
+                used_by = f"streams[{first[value]}]"
+                problems.append(f"streams[{index}].{field}: {value!r} is already used by {used_by}")
             first.setdefault(value, index)
     return problems
 

@@ -51,7 +51,9 @@ def curl_commands(rules: Rules) -> str:
     web_stream = next(s for s in rules.streams if s.type is StreamType.PUBLIC)
     backend = next(s for s in rules.streams if s.type is StreamType.PRIVATE)
     events = f"{base}/track/u/v1/customers/events?stream_id="
-    event = '{"customer_ids":{"cookie":"c-123"},"event_type":"page_visit","properties":{"path":"/"}}'
+    event = (
+        '{"customer_ids":{"cookie":"c-123"},"event_type":"page_visit","properties":{"path":"/"}}'
+    )
     stripped = '{"customer_ids":{"cookie":"c-123","phone_id":"+1555"},"event_type":"view_item"}'
     denied = '{"customer_ids":{"cookie":"c-123"},"event_type":"internal_debug"}'
     private = '{"customer_ids":{"registered":"u-1"},"event_type":"purchase"}'

@@ -81,7 +81,7 @@ _STATUS: dict[Reason, int] = {
 }
 
 
-class Rejection(Exception):  # noqa: N818 - a rejection is an outcome, not a failure of ours
+class Rejection(Exception):
     """Raised by a pipeline stage to end the request with `reason`.
 
     `message` is for humans and must never contain a secret, a token or a

@@ -12,6 +12,7 @@ import asyncio
 import aiohttp
 from aiohttp import web
 from multidict import CIMultiDict, MultiMapping
+from yarl import URL
 
 from sidecar.dialects import Reply
 from sidecar.errors import Reason, Rejection
@@ -31,7 +32,9 @@ HOP_BY_HOP = frozenset(
     }
 )
 # Recomputed for the forwarded body, or set by the sidecar itself.
-_REQUEST_REPLACED = frozenset({"host", "content-length", "content-encoding", "expect", "x-request-id"})
+_REQUEST_REPLACED = frozenset(
+    {"host", "content-length", "content-encoding", "expect", "x-request-id"}
+)
 _RESPONSE_REPLACED = frozenset({"content-length", "x-request-id"})
 
 
@@ -48,6 +51,7 @@ async def forward(
     session: aiohttp.ClientSession,
     upstream: Upstream,
     request: web.Request,
+    *,
     body: bytes,
     consumed: frozenset[str],
     request_id: str,
@@ -58,7 +62,7 @@ async def forward(
     try:
         async with session.request(
             request.method,
-            upstream.url + request.raw_path,
+            URL(upstream.url + request.raw_path, encoded=True),
             data=body,
             headers=headers,
             allow_redirects=False,

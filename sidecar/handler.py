@@ -85,9 +85,9 @@ class Pipeline:
             self.session,
             rules.server.upstream,
             request,
-            outgoing,
-            consumed_headers(stream),
-            request_id,
+            body=outgoing,
+            consumed=consumed_headers(stream),
+            request_id=request_id,
         )
         reply = upstream
         if endpoint.is_batch and any(not v.forwarded for v in verdicts):

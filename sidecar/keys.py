@@ -86,7 +86,7 @@ def check_fits(alg: str, key: object, path: str) -> None:
             raise ConfigError(
                 f"{path}: RSA key is {key.key_size} bits; at least {MIN_RSA_BITS} are needed"
             )
-        if key.public_numbers().e < 3 or key.public_numbers().e % 2 == 0:  # noqa: PLR2004
+        if key.public_numbers().e < 3 or key.public_numbers().e % 2 == 0:
             raise ConfigError(f"{path}: RSA public exponent is not a valid odd exponent >= 3")
     elif alg in EC_CURVES:
         if not isinstance(key, ec.EllipticCurvePublicKey):
@@ -103,9 +103,10 @@ def _looks_asymmetric(secret: bytes) -> bool:
         return True
     if stripped.startswith(b"{"):
         try:
-            return json.loads(stripped).get("kty") not in (None, "oct")  # type: ignore[no-any-return]
-        except (ValueError, AttributeError):
+            document = json.loads(stripped)
+        except ValueError:
             return False
+        return isinstance(document, dict) and document.get("kty") not in (None, "oct")
     return False
 
 

@@ -131,7 +131,10 @@ SCHEMA: dict[str, Any] = {
                                         "public_key": _SOURCE,
                                     },
                                     "required": ["kid", "alg"],
-                                    "oneOf": [{"required": ["secret"]}, {"required": ["public_key"]}],
+                                    "oneOf": [
+                                        {"required": ["secret"]},
+                                        {"required": ["public_key"]},
+                                    ],
                                     "errorMessage": "set exactly one of secret, public_key",
                                     "additionalProperties": False,
                                 },

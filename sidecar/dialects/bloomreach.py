@@ -78,9 +78,7 @@ class Bloomreach:
         if not isinstance(payload.document, dict) or "commands" not in payload.document:
             return dump_json(_strip(payload.commands[0], payload.document, verdicts[0]))
         commands = [
-            {**item, "data": _strip(command, item["data"], verdict)}
-            if verdict.modified
-            else item
+            {**item, "data": _strip(command, item["data"], verdict)} if verdict.modified else item
             for item, command, verdict in zip(
                 payload.items, payload.commands, verdicts, strict=True
             )
@@ -152,7 +150,7 @@ def _shape_problem(kind: Kind, data: Mapping[str, Any]) -> str | None:
 def _batch_items(document: object) -> list[Any]:
     if not isinstance(document, dict) or not isinstance(document.get("commands"), list):
         raise Rejection(Reason.MALFORMED_PAYLOAD, 'a batch is {"commands": [...]}')
-    items = document["commands"]
+    items: list[Any] = document["commands"]
     if len(items) > MAX_BATCH_COMMANDS:
         raise Rejection(
             Reason.MALFORMED_PAYLOAD,
@@ -196,7 +194,7 @@ def _own_result(verdict: Verdict) -> dict[str, Any]:
 
 def _results(upstream: Reply, forwarded: int) -> tuple[dict[str, Any], Any] | None:
     """The collector's document and an iterator over its results, when they line up."""
-    if not 200 <= upstream.status < 300:  # noqa: PLR2004
+    if not 200 <= upstream.status < 300:
         return None
     try:
         document = parse_json(upstream.body)

@@ -1,0 +1,67 @@
+"""Fixtures: a recording collector, the sidecar in front of it, an HTTP client."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
+
+import aiohttp
+import pytest
+
+from tests.harness import (
+    BACKEND_SECRET,
+    STANDARD_STREAMS,
+    Collector,
+    Sidecar,
+    rules_text,
+    start_collector,
+    start_sidecar,
+)
+
+StartSidecar = Callable[..., Awaitable[Sidecar]]
+
+
+@pytest.fixture
+async def collector() -> AsyncIterator[Collector]:
+    """A running recording collector."""
+    recorder = Collector()
+    runner = await start_collector(recorder)
+    yield recorder
+    await runner.cleanup()
+
+
+@pytest.fixture
+async def make_sidecar(tmp_path: Path, collector: Collector) -> AsyncIterator[StartSidecar]:
+    """Starts a sidecar with the given streams (default: the standard web + backend)."""
+    runners = []
+
+    async def start(
+        streams: str = STANDARD_STREAMS,
+        server: str = "",
+        upstream: str | None = None,
+        env: dict[str, str] | None = None,
+    ) -> Sidecar:
+        path = tmp_path / "rules.yaml"
+        path.write_text(rules_text(upstream or collector.url, streams, server))
+        sidecar, started = await start_sidecar(
+            path, {"BACKEND_SECRET": BACKEND_SECRET, **(env or {})}
+        )
+        runners.extend(started)
+        return sidecar
+
+    yield start
+    for runner in reversed(runners):
+        await runner.cleanup()
+
+
+@pytest.fixture
+async def sidecar(make_sidecar: StartSidecar) -> Sidecar:
+    """The sidecar with the standard streams."""
+    return await make_sidecar()
+
+
+@pytest.fixture
+async def http() -> AsyncIterator[aiohttp.ClientSession]:
+    """A plain HTTP client."""
+    async with aiohttp.ClientSession() as session:
+        yield session

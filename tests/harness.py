@@ -1,0 +1,154 @@
+"""Real parts for end-to-end tests: a recording collector and the sidecar, on loopback.
+
+Nothing here mocks the sidecar: `start_sidecar` runs the same aiohttp
+application `trackgate serve` runs, on a free port, in front of a `Collector`
+that records every request it receives.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import textwrap
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from aiohttp import web
+from multidict import CIMultiDict
+
+from sidecar.app import admin_app, tracking_app
+from sidecar.config import load_rules
+from sidecar.reload import RulesHolder
+
+WEB_ID = "40494d18-e714-4c8c-bbd9-35225de4e81d"
+BACKEND_ID = "7f1c2d9e-0b8a-4a57-9d39-2f1f0c7e5a10"
+BACKEND_SECRET = "s3cret-backend-value-0123456789"
+OLD_BACKEND_SECRET = "older-backend-secret-9876543210"
+
+
+@dataclass
+class Received:
+    """One request as the collector saw it."""
+
+    method: str
+    path_qs: str
+    headers: CIMultiDict[str]
+    body: bytes
+
+    @property
+    def json(self) -> Any:
+        return json.loads(self.body)
+
+
+@dataclass
+class Collector:
+    """A small collector that records what it receives and answers like Bloomreach."""
+
+    received: list[Received] = field(default_factory=list)
+    status: int = 200
+    delay: float = 0.0
+    body: bytes | None = None  # a fixed answer instead of the default
+    url: str = ""
+
+    async def handle(self, request: web.Request) -> web.Response:
+        body = await request.read()
+        self.received.append(
+            Received(request.method, request.raw_path, CIMultiDict(request.headers), body)
+        )
+        if self.delay:
+            await asyncio.sleep(self.delay)
+        if self.body is not None:
+            return web.Response(status=self.status, body=self.body, content_type="application/json")
+        document = json.loads(body) if body else {}
+        if isinstance(document, dict) and isinstance(document.get("commands"), list):
+            results = [{"success": True, "n": i} for i in range(len(document["commands"]))]
+            return web.json_response({"success": True, "results": results}, status=self.status)
+        return web.json_response({"success": self.status < 300}, status=self.status)
+
+
+@dataclass
+class Sidecar:
+    """A running sidecar: its tracking URL, admin URL and rules holder."""
+
+    url: str
+    admin_url: str
+    holder: RulesHolder
+    rules_path: Path
+
+
+async def start_collector(collector: Collector) -> web.AppRunner:
+    app = web.Application()
+    app.router.add_route("*", "/{tail:.*}", collector.handle)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    host, port = runner.addresses[0][:2]
+    collector.url = f"http://{host}:{port}"
+    return runner
+
+
+async def start_sidecar(
+    rules_path: Path, env: dict[str, str]
+) -> tuple[Sidecar, list[web.AppRunner]]:
+    holder = RulesHolder(current=load_rules(rules_path, env))
+    runners = []
+    urls = []
+    for app in (tracking_app(holder), admin_app(holder)):
+        runner = web.AppRunner(app, access_log=None)
+        await runner.setup()
+        await web.TCPSite(runner, "127.0.0.1", 0).start()
+        host, port = runner.addresses[0][:2]
+        urls.append(f"http://{host}:{port}")
+        runners.append(runner)
+    return Sidecar(urls[0], urls[1], holder, rules_path), runners
+
+
+def rules_text(upstream: str, streams: str, server: str = "") -> str:
+    """A rules file with the given streams block, forwarding to `upstream`."""
+    return (
+        "version: 1\n"
+        "server:\n"
+        f"{textwrap.indent(textwrap.dedent(server), '  ')}"
+        "  upstream:\n"
+        f"    url: {upstream}\n"
+        "    timeout_seconds: 2\n"
+        "streams:\n" + textwrap.indent(textwrap.dedent(streams), "  ")
+    )
+
+
+STANDARD_STREAMS = f"""
+- name: web
+  id: {WEB_ID}
+  type: public
+  dialect: bloomreach
+  debug_headers: true
+  customer_ids:
+    default: deny
+    allow: [cookie]
+    signed_only: [registered]
+    deny: [phone_id]
+  event_types:
+    default: deny
+    allow: [page_visit, view_item, cart_update]
+    signed_only: [purchase]
+  customer_properties:
+    default: deny
+    allow: [first_name, language]
+    signed_only: [email]
+    deny: [password]
+  event_properties:
+    default: allow
+    deny: [card_number]
+- name: backend
+  id: {BACKEND_ID}
+  type: private
+  template: private
+  secrets:
+    - id: current
+      value: {{env: BACKEND_SECRET}}
+    - id: old
+      sha256: "{hashlib.sha256(OLD_BACKEND_SECRET.encode()).hexdigest()}"
+"""
