@@ -35,7 +35,7 @@ class Principal:
     """Who sent the request, as far as the sidecar could verify."""
 
     token: TokenState = TokenState.ABSENT
-    token_reason: Reason | None = None  # why the token is INVALID
+    failure: Rejection | None = None  # why the token is INVALID
     signed_ids: Mapping[str, str] = field(default_factory=dict)  # id type → signed value
 
     @property

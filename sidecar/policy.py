@@ -48,11 +48,11 @@ def decide(stream: Stream, principal: Principal, commands: Sequence[Command]) ->
     if mode is Enforcement.OFF:
         principal = Principal()  # tokens play no part in the decision
     would: list[Reason] = []
-    request_reason = _request_reason(stream, principal, commands)
-    if request_reason is not None:
+    rejection = _request_rejection(stream, principal, commands)
+    if rejection is not None:
         if mode is Enforcement.ENFORCE:
-            return Decision((), Rejection(request_reason, _REQUEST_MESSAGES[request_reason]))
-        would.append(request_reason)
+            return Decision((), rejection)
+        would.append(rejection.reason)
     if principal.token is TokenState.INVALID:
         principal = Principal()  # a failed token signs nothing
     judge = _Judge(stream, principal, mode)
@@ -75,20 +75,19 @@ def needs_signature(permissions: Permissions, command: Command) -> bool:
     )  # fmt: skip
 
 
-_REQUEST_MESSAGES = {
-    Reason.IDS_MISMATCH: "a customer id in the request differs from the one the token signs",
-}
-
-
-def _request_reason(
+def _request_rejection(
     stream: Stream, principal: Principal, commands: Sequence[Command]
-) -> Reason | None:
+) -> Rejection | None:
+    """ids_mismatch, or the token's failure when some command needs a signature."""
     if principal.token is TokenState.VALID and _contradicts(principal.signed_ids, commands):
-        return Reason.IDS_MISMATCH
+        return Rejection(
+            Reason.IDS_MISMATCH,
+            "a customer id in the request differs from the one the token signs",
+        )
     if principal.token is TokenState.INVALID and any(
         needs_signature(stream.permissions, c) for c in commands
     ):
-        return principal.token_reason
+        return principal.failure
     return None
 
 
