@@ -14,19 +14,25 @@ from sidecar.forward import client_session
 from sidecar.handler import Pipeline
 from sidecar.reload import RulesHolder
 from sidecar.rules import Rules
+from sidecar.tokens import TokenVerifier
 
 HOLDER = web.AppKey("holder", RulesHolder)
 PIPELINE = web.AppKey("pipeline", Pipeline)
 log = logging.getLogger("trackgate")
+MAX_HEADER_FIELD_BYTES = 128 * 1024
 
 
 def tracking_app(holder: RulesHolder) -> web.Application:
     """The tracking listener: every path goes through the pipeline.
 
     aiohttp's own request decompression is off: `body.read_body` inflates gzip
-    itself so that the size limit bounds the output, not the input.
+    itself so that the size limit bounds the output, not the input. Header
+    fields may be up to 128 KiB so that an oversized token gets trackgate's own
+    `token_malformed` answer rather than a bare 400 from the HTTP parser.
     """
-    app = web.Application(handler_args={"auto_decompress": False})
+    app = web.Application(
+        handler_args={"auto_decompress": False, "max_field_size": MAX_HEADER_FIELD_BYTES}
+    )
     app[HOLDER] = holder
     app.cleanup_ctx.append(_pipeline_context)
     app.router.add_route("*", "/{tail:.*}", _dispatch)
@@ -47,7 +53,7 @@ async def _pipeline_context(app: web.Application) -> AsyncIterator[None]:
     if rules is None:
         raise RuntimeError("the tracking app needs loaded rules to start")
     async with client_session(rules.server.upstream) as session:
-        app[PIPELINE] = Pipeline(app[HOLDER], session)
+        app[PIPELINE] = Pipeline(app[HOLDER], session, TokenVerifier())
         yield
 
 

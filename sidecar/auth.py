@@ -19,7 +19,8 @@ from enum import Enum
 from multidict import CIMultiDictProxy
 
 from sidecar.errors import Reason, Rejection
-from sidecar.rules import SharedSecret, Stream, StreamType
+from sidecar.rules import Enforcement, SharedSecret, Stream, StreamType
+from sidecar.tokens import TokenVerifier
 
 SECRET_HEADER = "X-Stream-Secret"
 
@@ -44,6 +45,35 @@ class Principal:
 
 
 ANONYMOUS = Principal()
+
+
+def token_principal(
+    stream: Stream, headers: CIMultiDictProxy[str], verifier: TokenVerifier
+) -> Principal:
+    """The principal a public stream's bearer token proves. Rejects: token_ambiguous.
+    A token that fails verification is not rejected here: the policy decides."""
+    if stream.jwt is None or stream.enforcement is Enforcement.OFF:
+        return ANONYMOUS
+    token = bearer_token(headers)
+    if token is None:
+        return ANONYMOUS
+    try:
+        verified = verifier.verify(stream, token)
+    except Rejection as failure:
+        return Principal(TokenState.INVALID, failure=failure)
+    return Principal(TokenState.VALID, signed_ids=verified.signed_ids)
+
+
+def bearer_token(headers: CIMultiDictProxy[str]) -> str | None:
+    """The bearer token of the request. Rejects: token_ambiguous (two different tokens)."""
+    tokens = set()
+    for value in headers.getall("Authorization", ()):
+        scheme, _, credentials = value.strip().partition(" ")
+        if scheme.lower() == "bearer":
+            tokens.add(credentials.strip())
+    if len(tokens) > 1:
+        raise Rejection(Reason.TOKEN_AMBIGUOUS, "the request carries more than one bearer token")
+    return tokens.pop() if tokens else None
 
 
 def check_secret(stream: Stream, headers: CIMultiDictProxy[str]) -> None:

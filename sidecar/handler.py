@@ -1,6 +1,6 @@
 """The request pipeline, top to bottom, and the one place a rejection becomes HTTP.
 
-    endpoint → method → body → stream → secret → token → decode → decide
+    endpoint → method → body → stream → secret → decode → token → decide
              → encode → forward (or answer locally) → reply
 
 Each stage either returns what the next one needs or raises a `Rejection`.
@@ -17,7 +17,7 @@ from collections.abc import Sequence
 import aiohttp
 from aiohttp import web
 
-from sidecar.auth import ANONYMOUS, Principal, check_secret, consumed_headers
+from sidecar.auth import check_secret, consumed_headers, token_principal
 from sidecar.body import check_content_type, parse_json, read_body
 from sidecar.commands import Verdict
 from sidecar.dialects import DIALECTS, Endpoint, Reply, find_endpoint
@@ -27,6 +27,7 @@ from sidecar.policy import decide
 from sidecar.reload import RulesHolder
 from sidecar.rules import Rules, SetName, Stream, StreamType
 from sidecar.streams import find_stream
+from sidecar.tokens import TokenVerifier
 
 log = logging.getLogger("trackgate")
 
@@ -37,9 +38,12 @@ _FALLBACK_DIALECT = DIALECTS["bloomreach"]
 class Pipeline:
     """Handles every tracking request with the rules current when it arrived."""
 
-    def __init__(self, holder: RulesHolder, session: aiohttp.ClientSession) -> None:
+    def __init__(
+        self, holder: RulesHolder, session: aiohttp.ClientSession, verifier: TokenVerifier
+    ) -> None:
         self.holder = holder
         self.session = session
+        self.verifier = verifier
 
     async def handle(self, request: web.Request) -> web.Response:
         """The aiohttp handler: run the stages, turn the outcome into a response."""
@@ -69,9 +73,11 @@ class Pipeline:
         check_method(request)
         body = await read_body(request, rules.server.max_body_bytes)
         stream = find_stream(rules, endpoint, request, body)
-        principal = authenticate(stream, request)
+        if stream.type is StreamType.PRIVATE:
+            check_secret(stream, request.headers)
         check_content_type(request.headers.get("Content-Type", ""))
         payload = endpoint.dialect.decode(endpoint, parse_json(body))
+        principal = token_principal(stream, request.headers, self.verifier)
         decision = decide(stream, principal, payload.commands)
         if decision.rejection is not None:
             raise decision.rejection
@@ -101,13 +107,6 @@ def check_method(request: web.Request) -> None:
         raise Rejection(Reason.METHOD_NOT_ALLOWED, f"{request.method} is not allowed; use POST")
 
 
-def authenticate(stream: Stream, request: web.Request) -> Principal:
-    """The request's principal. Rejects: secret_missing, secret_invalid."""
-    if stream.type is StreamType.PRIVATE:
-        check_secret(stream, request.headers)
-    return ANONYMOUS
-
-
 def rejection_reply(endpoint: Endpoint | None, rejection: Rejection) -> Reply:
     """The HTTP answer to a rejection, in the endpoint's dialect."""
     dialect = endpoint.dialect if endpoint else _FALLBACK_DIALECT
@@ -117,6 +116,10 @@ def rejection_reply(endpoint: Endpoint | None, rejection: Rejection) -> Reply:
         headers["Retry-After"] = "1"
     if reason is Reason.METHOD_NOT_ALLOWED:
         headers["Allow"] = "POST"
+    if reason.is_token_failure:  # RFC 6750 §3: the SDK refreshes its token and retries
+        headers["WWW-Authenticate"] = (
+            f'Bearer error="invalid_token", error_description="{rejection.message}"'
+        )
     return Reply(reason.status, dialect.error_body(reason, rejection.message), headers)
 
 

@@ -1,0 +1,224 @@
+"""JWT verification for public streams (SPEC §5.2), in the spec's order.
+
+    size → compact JWS → kid → alg → crit → signature → exp → nbf → identity
+
+Each failure is its own reason code. The algorithm always comes from the
+configured key; `jku`, `x5u`, `jwk` and `x5c` headers are never read. Verified
+tokens are cached per stream (keyed by a hash of the token, never past `exp`);
+a stream's cache is dropped as soon as its keys change, so a deleted key stops
+working with the next rules version.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import json
+import re
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from types import MappingProxyType
+from typing import Any
+
+from cachetools import TLRUCache
+from jwt.algorithms import get_default_algorithms
+
+from sidecar.errors import Reason, Rejection
+from sidecar.rules import JwtSettings, Stream, VerificationKey
+
+MAX_TOKEN_BYTES = 8192
+CACHE_SIZE_PER_STREAM = 10_000
+_COMPACT = re.compile(r"^[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*\.[A-Za-z0-9_-]+$")
+_ALGORITHMS = get_default_algorithms()
+_UNDERSTOOD_CRIT: frozenset[str] = frozenset()  # no JWS extensions are supported
+
+
+@dataclass(frozen=True, slots=True)
+class VerifiedToken:
+    """What a valid token proves."""
+
+    signed_ids: Mapping[str, str]  # id type → signed value
+    expires_at: float
+
+
+def verify_jws(token: str, keys: Mapping[str, VerificationKey]) -> tuple[dict[str, Any], bytes]:
+    """The JWS layer: header, key, algorithm and signature. Returns (header, payload).
+    Rejects: token_malformed, token_unknown_kid, token_algorithm_mismatch, token_bad_signature."""
+    if len(token) > MAX_TOKEN_BYTES:
+        raise _fail(Reason.TOKEN_MALFORMED, f"the token is longer than {MAX_TOKEN_BYTES} bytes")
+    if not _COMPACT.match(token):
+        raise _fail(
+            Reason.TOKEN_MALFORMED, "the token is not a compact JWS of three base64url segments"
+        )
+    segments = token.split(".")
+    header = _json_object(_b64decode(segments[0]), "header")
+    key = _key_for(header, keys)
+    _check_crit(header)
+    signature = _b64decode(segments[2])
+    payload = _b64decode(segments[1])
+    signing_input = f"{segments[0]}.{segments[1]}".encode()
+    if not _signature_valid(key, signing_input, signature):
+        raise _fail(Reason.TOKEN_BAD_SIGNATURE, "the token signature is not valid")
+    return header, payload
+
+
+def check_claims(payload: bytes, settings: JwtSettings, now: float) -> VerifiedToken:
+    """The claims layer: exp, lifetime, nbf and identity.
+    Rejects: token_malformed, token_exp_missing, token_expired, token_lifetime_too_long,
+    token_claims_invalid."""
+    claims = _json_object(payload, "claims")
+    exp = _number(claims.get("exp"))
+    if exp is None:
+        raise _fail(Reason.TOKEN_EXP_MISSING, "the token has no numeric exp claim")
+    if exp < now - settings.leeway_seconds:
+        raise _fail(Reason.TOKEN_EXPIRED, "the token has expired")
+    if exp > now + settings.max_lifetime_seconds:
+        days = settings.max_lifetime_seconds // 86_400
+        raise _fail(Reason.TOKEN_LIFETIME_TOO_LONG, f"the token expires more than {days} days out")
+    not_before = _number(claims.get("nbf", now))
+    if not_before is None or not_before > now + settings.leeway_seconds:
+        raise _fail(Reason.TOKEN_CLAIMS_INVALID, "the token is not valid yet (nbf)")
+    return VerifiedToken(signed_ids=_identity(claims, settings), expires_at=exp)
+
+
+class TokenVerifier:
+    """Verifies tokens with a per-stream cache of verified ones."""
+
+    def __init__(
+        self, maxsize: int = CACHE_SIZE_PER_STREAM, clock: Callable[[], float] = time.time
+    ) -> None:
+        self._maxsize = maxsize
+        self._clock = clock
+        self._caches: dict[str, tuple[str, TLRUCache[bytes, VerifiedToken]]] = {}
+        self.signature_checks = 0  # how many tokens went through the JWS layer
+
+    def verify(self, stream: Stream, token: str) -> VerifiedToken:
+        """A verified token for `stream`, from the cache when it holds one.
+        Rejects: every token_* reason of `verify_jws` and `check_claims`."""
+        settings = stream.jwt
+        if settings is None:
+            raise RuntimeError(f"stream {stream.name!r} has no jwt settings")
+        cache = self._cache(stream.name, settings)
+        digest = hashlib.sha256(token.encode()).digest()
+        cached = cache.get(digest)
+        if cached is not None:
+            return cached
+        self.signature_checks += 1
+        _, payload = verify_jws(token, settings.keys)
+        verified = check_claims(payload, settings, self._clock())
+        cache[digest] = verified
+        return verified
+
+    def _cache(self, stream: str, settings: JwtSettings) -> TLRUCache[bytes, VerifiedToken]:
+        """The stream's cache; a new, empty one whenever the stream's keys changed."""
+        fingerprint = settings.key_fingerprint
+        held = self._caches.get(stream)
+        if held is None or held[0] != fingerprint:
+            cache: TLRUCache[bytes, VerifiedToken] = TLRUCache(
+                maxsize=self._maxsize, ttu=_until_expiry, timer=self._clock
+            )
+            held = (fingerprint, cache)
+            self._caches[stream] = held
+        return held[1]
+
+
+def _until_expiry(_: bytes, token: VerifiedToken, __: float) -> float:
+    return token.expires_at
+
+
+def _key_for(header: Mapping[str, Any], keys: Mapping[str, VerificationKey]) -> VerificationKey:
+    kid = header.get("kid")
+    if not isinstance(kid, str) or not kid:
+        raise _fail(Reason.TOKEN_UNKNOWN_KID, "the token header has no kid")
+    key = keys.get(kid)
+    if key is None:
+        raise _fail(Reason.TOKEN_UNKNOWN_KID, "the token's kid is not a key of this stream")
+    if header.get("alg") != key.alg:
+        raise _fail(
+            Reason.TOKEN_ALGORITHM_MISMATCH,
+            f"the token's alg does not match key {kid!r} ({key.alg})",
+        )
+    return key
+
+
+def _check_crit(header: Mapping[str, Any]) -> None:
+    if "crit" not in header:
+        return
+    crit = header["crit"]
+    if (
+        not isinstance(crit, list)
+        or not crit
+        or not all(isinstance(name, str) for name in crit)
+        or set(crit) - _UNDERSTOOD_CRIT
+    ):
+        raise _fail(Reason.TOKEN_MALFORMED, "the token has crit header parameters not understood")
+
+
+def _signature_valid(key: VerificationKey, signing_input: bytes, signature: bytes) -> bool:
+    try:
+        return bool(_ALGORITHMS[key.alg].verify(signing_input, key.key, signature))
+    except (ValueError, TypeError, IndexError, binascii.Error):
+        return False  # a signature of the wrong shape (e.g. odd ECDSA length)
+
+
+def _identity(claims: Mapping[str, Any], settings: JwtSettings) -> Mapping[str, str]:
+    if settings.subject is not None:
+        value = claims.get(settings.subject.claim)
+        if not isinstance(value, str) or not value:
+            raise _fail(
+                Reason.TOKEN_CLAIMS_INVALID,
+                f"the token's {settings.subject.claim} claim must be a non-empty string",
+            )
+        return MappingProxyType({settings.subject.id_type: value})
+    ids = claims.get("ids")
+    if (
+        not isinstance(ids, dict)
+        or not ids
+        or not all(isinstance(k, str) and k and isinstance(v, str) and v for k, v in ids.items())
+    ):
+        raise _fail(
+            Reason.TOKEN_CLAIMS_INVALID,
+            "the token's ids claim must map id types to non-empty strings",
+        )
+    return MappingProxyType(dict(ids))
+
+
+def _b64decode(segment: str) -> bytes:
+    """Strict, canonical, unpadded base64url (the token already matched `_COMPACT`)."""
+    try:
+        decoded = base64.urlsafe_b64decode(segment + "=" * (-len(segment) % 4))
+    except (binascii.Error, ValueError):
+        raise _fail(Reason.TOKEN_MALFORMED, "a token segment is not base64url") from None
+    if base64.urlsafe_b64encode(decoded).rstrip(b"=").decode() != segment:
+        raise _fail(Reason.TOKEN_MALFORMED, "a token segment is not canonical base64url")
+    return decoded
+
+
+def _json_object(raw: bytes, what: str) -> dict[str, Any]:
+    try:
+        document = json.loads(raw, object_pairs_hook=_unique_keys)
+    except (ValueError, RecursionError):
+        raise _fail(Reason.TOKEN_MALFORMED, f"the token {what} is not a JSON object") from None
+    if not isinstance(document, dict):
+        raise _fail(Reason.TOKEN_MALFORMED, f"the token {what} is not a JSON object")
+    return document
+
+
+def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    result = dict(pairs)
+    if len(result) != len(pairs):
+        raise ValueError("duplicate member")
+    return result
+
+
+def _number(value: object) -> float | None:
+    """`value` as a float when it is a JSON number (not a boolean)."""
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return float(value)
+    return None
+
+
+def _fail(reason: Reason, message: str) -> Rejection:
+    return Rejection(reason, message)
