@@ -1,0 +1,131 @@
+"""The token verifier and its cache (pure: a fake clock, no sockets)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import jwt
+import pytest
+
+import sidecar.tokens
+from sidecar.config import load_rules
+from sidecar.errors import Reason, Rejection
+from sidecar.rules import Stream
+from sidecar.tokens import TokenVerifier
+
+SECRET_A = "a" * 32
+SECRET_B = "b" * 32
+NOW = 1_800_000_000.0
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = NOW
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def stream(tmp_path: Path, keys: str, name: str = "web") -> Stream:
+    path = tmp_path / f"{name}.yaml"
+    path.write_text(
+        "version: 1\nserver: {upstream: {url: 'http://127.0.0.1:1'}}\nstreams:\n"
+        f"  - name: {name}\n    id: {name}-id\n    type: public\n"
+        f"    jwt: {{leeway_seconds: 0, keys: [{keys}]}}\n"
+    )
+    return load_rules(path, {"A": SECRET_A, "B": SECRET_B}).streams[0]
+
+
+KEY_A = "{kid: a, alg: HS256, secret: {env: A}}"
+KEY_B = "{kid: b, alg: HS256, secret: {env: B}}"
+
+
+def token(kid: str = "a", secret: str = SECRET_A, exp: float = NOW + 60) -> str:
+    return jwt.encode(
+        {"ids": {"registered": "u"}, "exp": exp}, secret, "HS256", headers={"kid": kid}
+    )
+
+
+@pytest.fixture
+def signature_checks(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """Counts real signature operations (a spy: the real check still runs)."""
+    calls: list[str] = []
+    real = sidecar.tokens._signature_valid
+
+    def counting(key: Any, signing_input: bytes, signature: bytes) -> bool:
+        calls.append(key.kid)
+        return real(key, signing_input, signature)
+
+    monkeypatch.setattr(sidecar.tokens, "_signature_valid", counting)
+    return calls
+
+
+def test_a_cached_token_causes_no_signature_verification(
+    tmp_path: Path, signature_checks: list[str]
+) -> None:
+    verifier = TokenVerifier(clock=Clock())
+    web = stream(tmp_path, KEY_A)
+    first = verifier.verify(web, token())
+    for _ in range(5):
+        assert verifier.verify(web, token()) == first
+    assert signature_checks == ["a"]
+    assert verifier.signature_checks == 1
+
+
+def test_the_cache_never_keeps_a_token_past_its_exp(
+    tmp_path: Path, signature_checks: list[str]
+) -> None:
+    clock = Clock()
+    verifier = TokenVerifier(clock=clock)
+    web = stream(tmp_path, KEY_A)
+    minted = token(exp=NOW + 10)
+    verifier.verify(web, minted)
+    clock.now = NOW + 11
+    with pytest.raises(Rejection) as caught:
+        verifier.verify(web, minted)
+    assert caught.value.reason is Reason.TOKEN_EXPIRED
+    assert len(signature_checks) == 2
+
+
+def test_a_key_change_flushes_the_streams_cache(
+    tmp_path: Path, signature_checks: list[str]
+) -> None:
+    verifier = TokenVerifier(clock=Clock())
+    both = stream(tmp_path, f"{KEY_A}, {KEY_B}")
+    old = token("a", SECRET_A)
+    verifier.verify(both, old)
+    verifier.verify(both, token("b", SECRET_B))
+    only_b = stream(tmp_path, KEY_B)  # the old key was deleted
+    with pytest.raises(Rejection) as caught:
+        verifier.verify(only_b, old)
+    assert caught.value.reason is Reason.TOKEN_UNKNOWN_KID
+    verifier.verify(only_b, token("b", SECRET_B))
+    assert len(signature_checks) == 3  # the "b" token was verified again after the flush
+
+
+def test_streams_do_not_share_verified_tokens(tmp_path: Path, signature_checks: list[str]) -> None:
+    verifier = TokenVerifier(clock=Clock())
+    minted = token()
+    verifier.verify(stream(tmp_path, KEY_A, "web"), minted)
+    verifier.verify(stream(tmp_path, KEY_A, "app"), minted)
+    assert len(signature_checks) == 2
+
+
+def test_failed_tokens_are_not_cached(tmp_path: Path, signature_checks: list[str]) -> None:
+    verifier = TokenVerifier(clock=Clock())
+    web = stream(tmp_path, KEY_A)
+    forged = token(secret=SECRET_B)
+    for _ in range(2):
+        with pytest.raises(Rejection) as caught:
+            verifier.verify(web, forged)
+        assert caught.value.reason is Reason.TOKEN_BAD_SIGNATURE
+    assert len(signature_checks) == 2
+
+
+def test_the_cache_is_bounded(tmp_path: Path) -> None:
+    verifier = TokenVerifier(maxsize=3, clock=Clock())
+    web = stream(tmp_path, KEY_A)
+    for n in range(10):
+        verifier.verify(web, token(exp=NOW + 60 + n))
+    assert len(verifier._caches["web"][1]) == 3
