@@ -28,6 +28,8 @@ class Keys:
     rsa: rsa.RSAPrivateKey
     ec: ec.EllipticCurvePrivateKey
     ed: ed25519.Ed25519PrivateKey
+    ec384: ec.EllipticCurvePrivateKey
+    ec521: ec.EllipticCurvePrivateKey
 
     @classmethod
     def create(cls, directory: Path) -> Keys:
@@ -36,20 +38,20 @@ class Keys:
             rsa.generate_private_key(public_exponent=65537, key_size=2048),
             ec.generate_private_key(ec.SECP256R1()),
             ed25519.Ed25519PrivateKey.generate(),
+            ec.generate_private_key(ec.SECP384R1()),
+            ec.generate_private_key(ec.SECP521R1()),
         )
-        for name, private in (("rs256", keys.rsa), ("es256", keys.ec), ("eddsa", keys.ed)):
-            (directory / f"{name}.pem").write_bytes(public_pem(private))
+        for kid in KID_ALGS:
+            if not kid.startswith("hs"):
+                (directory / f"{kid}.pem").write_bytes(public_pem(keys.signing_key(kid)))
         return keys
 
     def signing_key(self, kid: str) -> Any:
-        return {
-            "hs256": HMAC_SECRETS["HS256"],
-            "hs384": HMAC_SECRETS["HS384"],
-            "hs512": HMAC_SECRETS["HS512"],
-            "rs256": self.rsa,
-            "es256": self.ec,
-            "eddsa": self.ed,
-        }[kid]
+        if kid.startswith("hs"):
+            return HMAC_SECRETS[KID_ALGS[kid]]
+        if kid.startswith(("rs", "ps")):
+            return self.rsa  # one RSA key, configured under several kids and algs
+        return {"es256": self.ec, "es384": self.ec384, "es512": self.ec521, "eddsa": self.ed}[kid]
 
 
 KID_ALGS = {
@@ -57,7 +59,14 @@ KID_ALGS = {
     "hs384": "HS384",
     "hs512": "HS512",
     "rs256": "RS256",
+    "rs384": "RS384",
+    "rs512": "RS512",
+    "ps256": "PS256",
+    "ps384": "PS384",
+    "ps512": "PS512",
     "es256": "ES256",
+    "es384": "ES384",
+    "es512": "ES512",
     "eddsa": "EdDSA",
 }
 ENV = {f"{alg}_SECRET": secret for alg, secret in HMAC_SECRETS.items()}
