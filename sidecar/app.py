@@ -1,28 +1,33 @@
-"""Builds the aiohttp applications and runs them: the only wiring module."""
+"""Builds the aiohttp applications and runs the process: the only wiring module."""
 
 from __future__ import annotations
 
 import asyncio
-import json
-import logging
 import signal
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 from aiohttp import web
 
+from sidecar import logs
+from sidecar.admin import admin_app
 from sidecar.forward import client_session
 from sidecar.handler import Pipeline
-from sidecar.reload import RulesHolder
+from sidecar.metrics import Metrics
+from sidecar.reload import Reloader, RulesHolder
 from sidecar.rules import Rules
 from sidecar.tokens import TokenVerifier
 
 HOLDER = web.AppKey("holder", RulesHolder)
+METRICS = web.AppKey("metrics", Metrics)
 PIPELINE = web.AppKey("pipeline", Pipeline)
-log = logging.getLogger("trackgate")
 MAX_HEADER_FIELD_BYTES = 128 * 1024
+DRAIN_GRACE_SECONDS = 5  # in-flight requests get the upstream timeout plus this to finish
+
+__all__ = ["admin_app", "serve", "tracking_app"]
 
 
-def tracking_app(holder: RulesHolder) -> web.Application:
+def tracking_app(holder: RulesHolder, metrics: Metrics) -> web.Application:
     """The tracking listener: every path goes through the pipeline.
 
     aiohttp's own request decompression is off: `body.read_body` inflates gzip
@@ -34,17 +39,9 @@ def tracking_app(holder: RulesHolder) -> web.Application:
         handler_args={"auto_decompress": False, "max_field_size": MAX_HEADER_FIELD_BYTES}
     )
     app[HOLDER] = holder
+    app[METRICS] = metrics
     app.cleanup_ctx.append(_pipeline_context)
     app.router.add_route("*", "/{tail:.*}", _dispatch)
-    return app
-
-
-def admin_app(holder: RulesHolder) -> web.Application:
-    """The admin listener: health and readiness."""
-    app = web.Application()
-    app[HOLDER] = holder
-    app.router.add_get("/healthz", _healthz)
-    app.router.add_get("/readyz", _readyz)
     return app
 
 
@@ -53,7 +50,7 @@ async def _pipeline_context(app: web.Application) -> AsyncIterator[None]:
     if rules is None:
         raise RuntimeError("the tracking app needs loaded rules to start")
     async with client_session(rules.server.upstream) as session:
-        app[PIPELINE] = Pipeline(app[HOLDER], session, TokenVerifier())
+        app[PIPELINE] = Pipeline(app[HOLDER], session, TokenVerifier(), app[METRICS])
         yield
 
 
@@ -61,39 +58,41 @@ async def _dispatch(request: web.Request) -> web.Response:
     return await request.app[PIPELINE].handle(request)
 
 
-async def _healthz(_: web.Request) -> web.Response:
-    return web.json_response({"status": "ok"})
-
-
-async def _readyz(request: web.Request) -> web.Response:
-    holder = request.app[HOLDER]
-    ready = holder.current is not None and not holder.draining
-    detail = {
-        "ready": ready,
-        "draining": holder.draining,
-        "version": holder.current.version if holder.current else None,
-    }
-    return web.json_response(detail, status=200 if ready else 503)
-
-
-async def serve(rules: Rules) -> None:
-    """Run both listeners until SIGTERM/SIGINT, then drain (SPEC §6.5)."""
-    holder = RulesHolder(current=rules)
+async def serve(path: Path, rules: Rules) -> None:
+    """Run both listeners and the watcher until SIGTERM/SIGINT, then drain (SPEC §6.5)."""
+    holder, metrics = RulesHolder(), Metrics()
+    reloader = Reloader(path, holder, metrics)
+    reloader.install(rules)
     server = rules.server
-    runners = [
-        (web.AppRunner(tracking_app(holder), access_log=None, shutdown_timeout=30), server.listen),
-        (web.AppRunner(admin_app(holder), access_log=None), server.admin_listen),
-    ]
-    for runner, (host, port) in runners:
+    shutdown_timeout = server.upstream.timeout_seconds + DRAIN_GRACE_SECONDS
+    tracking = web.AppRunner(
+        tracking_app(holder, metrics), access_log=None, shutdown_timeout=shutdown_timeout
+    )
+    admin = web.AppRunner(admin_app(holder, metrics), access_log=None)
+    for runner, (host, port) in ((tracking, server.listen), (admin, server.admin_listen)):
         await runner.setup()
         await web.TCPSite(runner, host, port, reuse_address=True).start()
-    log.info(json.dumps({"event": "listening", "listen": server.listen, "version": rules.version}))
+    logs.event("listening", listen=f"{server.listen[0]}:{server.listen[1]}", version=rules.version)
+    watcher = asyncio.create_task(reloader.watch(), name="rules-watcher")
+    reloads: set[asyncio.Task[bool]] = set()
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
+    loop.add_signal_handler(signal.SIGHUP, _spawn, reloads, reloader)
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop.set)
     await stop.wait()
     holder.draining = True
-    await asyncio.sleep(server.shutdown_delay_seconds)
-    for runner, _ in runners:
-        await runner.cleanup()
+    delay = (holder.current or rules).server.shutdown_delay_seconds
+    logs.event("draining", delay_seconds=delay)
+    await asyncio.sleep(delay)
+    watcher.cancel()
+    await tracking.cleanup()  # closes the listener, waits (bounded) for in-flight requests
+    await admin.cleanup()
+    logs.event("stopped")
+
+
+def _spawn(tasks: set[asyncio.Task[bool]], reloader: Reloader) -> None:
+    """SIGHUP: reload now, keeping a reference to the task until it is done."""
+    task = asyncio.create_task(reloader.reload(), name="rules-reload")
+    tasks.add(task)
+    task.add_done_callback(tasks.discard)

@@ -5,12 +5,11 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import logging
 import os
 import sys
 from pathlib import Path
 
-from sidecar import __version__
+from sidecar import __version__, logs
 from sidecar.config import load_rules
 from sidecar.errors import ConfigError
 from sidecar.rules import Rules
@@ -20,7 +19,7 @@ from sidecar.schema import SCHEMA
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the `trackgate` console script; returns the exit code."""
     args = _parser().parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stdout)
+    logs.configure()
     return int(args.run(args))
 
 
@@ -75,9 +74,7 @@ def _serve(args: argparse.Namespace) -> int:
     rules = _load(args.config)
     if rules is None:
         return 1
-    for warning in rules.warnings:
-        logging.getLogger("trackgate").warning(json.dumps({"event": "lint", "warning": warning}))
-    asyncio.run(serve(rules))
+    asyncio.run(serve(args.config, rules))
     return 0
 
 
@@ -103,7 +100,7 @@ def _demo(args: argparse.Namespace) -> int:
     rules = _load(path)
     if rules is None:
         return 1
-    asyncio.run(run_demo(rules))
+    asyncio.run(run_demo(path, rules))
     return 0
 
 

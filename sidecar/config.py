@@ -64,7 +64,11 @@ def load_rules(path: Path, env: Mapping[str, str] | None = None) -> Rules:
     if problems or not isinstance(document, dict):
         raise ConfigError(*problems)
     version = hashlib.sha256(text).hexdigest()[:12]
-    return compile_rules(document, SourceReader(path.parent, env), version=version, origin=path)
+    reader = SourceReader(path.parent, env)
+    try:
+        return compile_rules(document, reader, version=version, origin=path)
+    except ConfigError as error:
+        raise ConfigError(*error.problems, sources=reader.files) from None
 
 
 def parse_yaml(text: bytes, path: Path) -> object:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from urllib.parse import urlsplit
 
 from aiohttp import web
@@ -13,7 +14,7 @@ from sidecar.rules import Rules, StreamType
 DEMO_SECRET = "demo-backend-secret"  # its sha256 is in config/demo.yaml
 
 
-async def run_demo(rules: Rules) -> None:
+async def run_demo(path: Path, rules: Rules) -> None:
     """Start the collector, print curl commands, run the sidecar until Ctrl-C."""
     upstream = urlsplit(rules.server.upstream.url)
     runner = web.AppRunner(collector_app(), access_log=None)
@@ -22,7 +23,7 @@ async def run_demo(rules: Rules) -> None:
     print(f"demo collector listening on {rules.server.upstream.url}")
     print(curl_commands(rules))
     try:
-        await serve(rules)
+        await serve(path, rules)
     finally:
         await runner.cleanup()
 

@@ -7,7 +7,9 @@ HTTP status belongs to the code, so it is decided here and nowhere else.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from enum import Enum
+from pathlib import Path
 
 
 class Reason(Enum):
@@ -102,6 +104,7 @@ class ConfigError(Exception):
     Messages never contain secret or key material.
     """
 
-    def __init__(self, *problems: str) -> None:
+    def __init__(self, *problems: str, sources: Sequence[Path] = ()) -> None:
         super().__init__("\n".join(problems))
         self.problems = problems
+        self.sources = tuple(sources)  # files the failed load read: the watcher watches them

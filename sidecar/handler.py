@@ -1,7 +1,7 @@
 """The request pipeline, top to bottom, and the one place a rejection becomes HTTP.
 
     endpoint → method → body → stream → secret → decode → token → decide
-             → encode → forward (or answer locally) → reply
+             → encode → forward (or answer locally) → reply → metrics + access log
 
 Each stage either returns what the next one needs or raises a `Rejection`.
 Any other exception is a 500 `internal_error` and nothing is forwarded.
@@ -11,25 +11,28 @@ from __future__ import annotations
 
 import logging
 import re
+import time
 import uuid
 from collections.abc import Sequence
 
 import aiohttp
 from aiohttp import web
+from multidict import CIMultiDict
 
-from sidecar.auth import check_secret, consumed_headers, token_principal
+from sidecar import logs
+from sidecar.auth import Principal, TokenState, check_secret, consumed_headers, token_principal
 from sidecar.body import check_content_type, parse_json, read_body
 from sidecar.commands import Verdict
 from sidecar.dialects import DIALECTS, Endpoint, Reply, find_endpoint
 from sidecar.errors import Reason, Rejection
+from sidecar.exchange import Exchange
 from sidecar.forward import forward
-from sidecar.policy import decide
+from sidecar.metrics import Metrics
+from sidecar.policy import Decision, decide
 from sidecar.reload import RulesHolder
 from sidecar.rules import Rules, SetName, Stream, StreamType
 from sidecar.streams import find_stream
 from sidecar.tokens import TokenVerifier
-
-log = logging.getLogger("trackgate")
 
 _REQUEST_ID = re.compile(r"^[\x21-\x7e]{1,128}$")
 _FALLBACK_DIALECT = DIALECTS["bloomreach"]
@@ -39,46 +42,68 @@ class Pipeline:
     """Handles every tracking request with the rules current when it arrived."""
 
     def __init__(
-        self, holder: RulesHolder, session: aiohttp.ClientSession, verifier: TokenVerifier
+        self,
+        holder: RulesHolder,
+        session: aiohttp.ClientSession,
+        verifier: TokenVerifier,
+        metrics: Metrics,
     ) -> None:
         self.holder = holder
         self.session = session
         self.verifier = verifier
+        self.metrics = metrics
 
     async def handle(self, request: web.Request) -> web.Response:
         """The aiohttp handler: run the stages, turn the outcome into a response."""
-        request_id = _request_id(request)
-        rules = self.holder.current
+        exchange = Exchange(_request_id(request), time.monotonic())
+        rules = self.holder.current  # read once: this request sees one rules version
         endpoint = find_endpoint(request.path)
+        self.metrics.in_flight.inc()
         try:
-            reply = await self._serve(rules, endpoint, request, request_id)
+            reply = await self._serve(rules, endpoint, request, exchange)
         except Rejection as rejection:
+            exchange.reason = rejection.reason
             reply = rejection_reply(endpoint, rejection)
         except Exception:
-            log.exception("internal error while handling request %s", request_id)
+            logs.event("internal_error", logging.ERROR, request_id=exchange.request_id)
+            logs.EVENTS.debug("internal error", exc_info=True)
+            exchange.reason = Reason.INTERNAL_ERROR
             reply = rejection_reply(
                 endpoint, Rejection(Reason.INTERNAL_ERROR, "internal error; nothing was forwarded")
             )
+        finally:
+            self.metrics.in_flight.dec()
+        exchange.status = reply.status
+        self.metrics.observe(exchange)
+        logs.access(exchange)
         response = web.Response(status=reply.status, body=reply.body, headers=reply.headers)
-        response.headers["X-Request-Id"] = request_id
+        response.headers["X-Request-Id"] = exchange.request_id
         return response
 
     async def _serve(
-        self, rules: Rules | None, endpoint: Endpoint | None, request: web.Request, request_id: str
+        self,
+        rules: Rules | None,
+        endpoint: Endpoint | None,
+        request: web.Request,
+        exchange: Exchange,
     ) -> Reply:
         if rules is None:
             raise Rejection(Reason.NOT_READY, "no rules are loaded yet")
         if endpoint is None:
             raise Rejection(Reason.UNKNOWN_ENDPOINT, f"{request.path} is not a tracking endpoint")
+        exchange.dialect, exchange.endpoint = endpoint.dialect.name, endpoint.name
         check_method(request)
         body = await read_body(request, rules.server.max_body_bytes)
-        stream = find_stream(rules, endpoint, request, body)
+        stream = exchange.stream = find_stream(rules, endpoint, request, body)
         if stream.type is StreamType.PRIVATE:
             check_secret(stream, request.headers)
         check_content_type(request.headers.get("Content-Type", ""))
         payload = endpoint.dialect.decode(endpoint, parse_json(body))
+        exchange.commands = len(payload.commands)
         principal = token_principal(stream, request.headers, self.verifier)
+        exchange.token_result = _token_result(principal)
         decision = decide(stream, principal, payload.commands)
+        record_decision(exchange, decision)
         if decision.rejection is not None:
             raise decision.rejection
         verdicts = decision.verdicts
@@ -87,24 +112,48 @@ class Pipeline:
         if not decision.forwards_any:
             return endpoint.dialect.answer_batch(payload, verdicts, None)
         outgoing = endpoint.dialect.encode(payload, verdicts) if decision.modified else body
-        upstream = await forward(
-            self.session,
-            rules.server.upstream,
-            request,
-            body=outgoing,
-            consumed=consumed_headers(stream),
-            request_id=request_id,
-        )
+        upstream = await self._forward(rules, request, stream, outgoing, exchange)
         reply = upstream
         if endpoint.is_batch and any(not v.forwarded for v in verdicts):
             reply = endpoint.dialect.answer_batch(payload, verdicts, upstream)
         return with_debug_headers(stream, reply, verdicts)
+
+    async def _forward(
+        self, rules: Rules, request: web.Request, stream: Stream, body: bytes, exchange: Exchange
+    ) -> Reply:
+        started = time.monotonic()
+        try:
+            upstream = await forward(
+                self.session,
+                rules.server.upstream,
+                request,
+                body=body,
+                consumed=consumed_headers(stream),
+                request_id=exchange.request_id,
+            )
+        finally:
+            exchange.upstream_seconds = time.monotonic() - started
+        exchange.upstream_status = upstream.status
+        return upstream
 
 
 def check_method(request: web.Request) -> None:
     """Tracking endpoints take POST. Rejects: method_not_allowed."""
     if request.method != "POST":
         raise Rejection(Reason.METHOD_NOT_ALLOWED, f"{request.method} is not allowed; use POST")
+
+
+def record_decision(exchange: Exchange, decision: Decision) -> None:
+    """Copy what metrics and logs need from the decision (names and codes only)."""
+    exchange.would_reject.extend(decision.would_reject)
+    for verdict in decision.verdicts:
+        exchange.would_reject.extend(verdict.would_reject)
+        if not verdict.forwarded:
+            exchange.command_reasons.append(verdict.reason or Reason.INTERNAL_ERROR)
+            continue
+        exchange.commands_forwarded += 1
+        for set_name, names in verdict.stripped.items():
+            exchange.stripped.update((set_name, name) for name in names)
 
 
 def rejection_reply(endpoint: Endpoint | None, rejection: Rejection) -> Reply:
@@ -133,8 +182,19 @@ def with_debug_headers(stream: Stream, reply: Reply, verdicts: Sequence[Verdict]
             stripped.setdefault(set_name, {}).update(dict.fromkeys(names))
     if not stripped:
         return reply
-    value = ";".join(f"{s.value}={','.join(names)}" for s, names in stripped.items())
-    return Reply(reply.status, reply.body, {**reply.headers, "X-Trackgate-Stripped": value})
+    headers = CIMultiDict(reply.headers)
+    headers["X-Trackgate-Stripped"] = ";".join(
+        f"{s.value}={','.join(names)}" for s, names in stripped.items()
+    )
+    return Reply(reply.status, reply.body, headers)
+
+
+def _token_result(principal: Principal) -> str | None:
+    if principal.token is TokenState.VALID:
+        return "valid"
+    if principal.failure is not None:
+        return principal.failure.reason.value
+    return None
 
 
 def _request_id(request: web.Request) -> str:

@@ -34,6 +34,7 @@ async def collector() -> AsyncIterator[Collector]:
 async def make_sidecar(tmp_path: Path, collector: Collector) -> AsyncIterator[StartSidecar]:
     """Starts a sidecar with the given streams (default: the standard web + backend)."""
     runners = []
+    sidecars: list[Sidecar] = []
 
     async def start(
         streams: str = STANDARD_STREAMS,
@@ -47,9 +48,12 @@ async def make_sidecar(tmp_path: Path, collector: Collector) -> AsyncIterator[St
             path, {"BACKEND_SECRET": BACKEND_SECRET, **(env or {})}
         )
         runners.extend(started)
+        sidecars.append(sidecar)
         return sidecar
 
     yield start
+    for running in sidecars:
+        running.watcher.cancel()
     for runner in reversed(runners):
         await runner.cleanup()
 

@@ -20,7 +20,8 @@ from multidict import CIMultiDict
 
 from sidecar.app import admin_app, tracking_app
 from sidecar.config import load_rules
-from sidecar.reload import RulesHolder
+from sidecar.metrics import Metrics
+from sidecar.reload import Reloader, RulesHolder
 
 WEB_ID = "40494d18-e714-4c8c-bbd9-35225de4e81d"
 BACKEND_ID = "7f1c2d9e-0b8a-4a57-9d39-2f1f0c7e5a10"
@@ -70,12 +71,15 @@ class Collector:
 
 @dataclass
 class Sidecar:
-    """A running sidecar: its tracking URL, admin URL and rules holder."""
+    """A running sidecar: its URLs, rules holder, reloader (watching) and metrics."""
 
     url: str
     admin_url: str
     holder: RulesHolder
     rules_path: Path
+    reloader: Reloader
+    metrics: Metrics
+    watcher: asyncio.Task[None]
 
 
 async def start_collector(collector: Collector) -> web.AppRunner:
@@ -93,17 +97,21 @@ async def start_collector(collector: Collector) -> web.AppRunner:
 async def start_sidecar(
     rules_path: Path, env: dict[str, str]
 ) -> tuple[Sidecar, list[web.AppRunner]]:
-    holder = RulesHolder(current=load_rules(rules_path, env))
+    """The tracking and admin apps `trackgate serve` runs, with the rules watcher running."""
+    holder, metrics = RulesHolder(), Metrics()
+    reloader = Reloader(rules_path, holder, metrics, env)
+    reloader.install(load_rules(rules_path, env))
     runners = []
     urls = []
-    for app in (tracking_app(holder), admin_app(holder)):
+    for app in (tracking_app(holder, metrics), admin_app(holder, metrics)):
         runner = web.AppRunner(app, access_log=None)
         await runner.setup()
         await web.TCPSite(runner, "127.0.0.1", 0).start()
         host, port = runner.addresses[0][:2]
         urls.append(f"http://{host}:{port}")
         runners.append(runner)
-    return Sidecar(urls[0], urls[1], holder, rules_path), runners
+    watcher = asyncio.create_task(reloader.watch())
+    return Sidecar(urls[0], urls[1], holder, rules_path, reloader, metrics, watcher), runners
 
 
 def rules_text(upstream: str, streams: str, server: str = "") -> str:

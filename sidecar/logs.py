@@ -1,0 +1,76 @@
+"""Structured logs: one JSON object per line on stdout (SPEC §6.4).
+
+`access` writes the request log from an `Exchange`, which holds no secret,
+token, customer id value or payload. Other events (loads, reload failures,
+errors) go through `event`.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+import time
+from typing import Any
+
+from sidecar.exchange import Exchange
+
+ACCESS = logging.getLogger("trackgate.access")
+EVENTS = logging.getLogger("trackgate")
+
+
+class JsonLines(logging.Formatter):
+    """Formats `extra={"fields": {...}}` records as one JSON object per line."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        line: dict[str, Any] = {
+            "time": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created))
+            + f".{int(record.msecs):03d}Z",
+            "level": record.levelname.lower(),
+            "event": record.getMessage(),
+        }
+        line.update(getattr(record, "fields", {}))
+        if record.exc_info and record.exc_info[0] is not None:
+            line["exception"] = record.exc_info[0].__name__  # the type only: messages may hold data
+        return json.dumps(line, separators=(",", ":"))
+
+
+def configure(level: int = logging.INFO) -> None:
+    """Send trackgate's loggers to stdout as JSON lines."""
+    handler = logging.StreamHandler(sys.stdout)
+    handler.setFormatter(JsonLines())
+    root = logging.getLogger("trackgate")
+    root.handlers[:] = [handler]
+    root.setLevel(level)
+    root.propagate = False
+
+
+def event(name: str, level: int = logging.INFO, **fields: Any) -> None:
+    """Log a named event with fields."""
+    EVENTS.log(level, name, extra={"fields": fields})
+
+
+def access(exchange: Exchange) -> None:
+    """The access-log line of one finished request."""
+    stripped: dict[str, int] = {}
+    for (set_name, _), count in exchange.stripped.items():
+        stripped[set_name.value] = stripped.get(set_name.value, 0) + count
+    ACCESS.info(
+        "request",
+        extra={
+            "fields": {
+                "request_id": exchange.request_id,
+                "stream": exchange.stream_name,
+                "dialect": exchange.dialect,
+                "endpoint": exchange.endpoint,
+                "status": exchange.status,
+                "outcome": exchange.outcome,
+                "reason": exchange.reason.value if exchange.reason else None,
+                "commands_forwarded": exchange.commands_forwarded,
+                "commands_rejected": exchange.commands_rejected,
+                "stripped": stripped,
+                "duration_ms": round((time.monotonic() - exchange.started) * 1000, 3),
+                "upstream_status": exchange.upstream_status,
+            }
+        },
+    )

@@ -1,0 +1,110 @@
+"""Every metric of SPEC §6.3, declared in one place.
+
+Label values are bounded: configured stream names (or `_unknown`), reason
+codes, configured field names (or `_undefined`). Never a customer id, token or
+client-supplied string.
+"""
+
+from __future__ import annotations
+
+import time
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+
+from sidecar.exchange import Exchange
+from sidecar.rules import Rules
+
+UNDEFINED_NAME = "_undefined"
+_LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10)
+
+
+class Metrics:
+    """The sidecar's metrics, in their own registry."""
+
+    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+        self.registry = registry or CollectorRegistry()
+        r = self.registry
+        self.requests = Counter(
+            "trackgate_requests", "Tracking requests by outcome.",
+            ["stream", "dialect", "outcome"], registry=r,
+        )  # fmt: skip
+        self.rejections = Counter(
+            "trackgate_rejections", "Rejected requests and commands by reason.",
+            ["stream", "reason"], registry=r,
+        )  # fmt: skip
+        self.commands = Counter(
+            "trackgate_commands", "Commands by outcome.", ["stream", "outcome"], registry=r
+        )
+        self.stripped = Counter(
+            "trackgate_stripped", "Names stripped from forwarded commands.",
+            ["stream", "set", "name"], registry=r,
+        )  # fmt: skip
+        self.jwt_verifications = Counter(
+            "trackgate_jwt_verifications", "JWT verifications by result.",
+            ["stream", "result"], registry=r,
+        )  # fmt: skip
+        self.would_reject = Counter(
+            "trackgate_would_reject", "What enforce mode would have rejected (monitor mode).",
+            ["stream", "reason"], registry=r,
+        )  # fmt: skip
+        self.request_duration = Histogram(
+            "trackgate_request_duration_seconds", "Time from request to response.",
+            ["stream"], buckets=_LATENCY_BUCKETS, registry=r,
+        )  # fmt: skip
+        self.upstream_duration = Histogram(
+            "trackgate_upstream_duration_seconds", "Time the collector took to answer.",
+            buckets=_LATENCY_BUCKETS, registry=r,
+        )  # fmt: skip
+        self.config_reloads = Counter(
+            "trackgate_config_reloads", "Rules reloads by result.", ["result"], registry=r
+        )
+        self.config_last_success = Gauge(
+            "trackgate_config_last_reload_success_timestamp_seconds",
+            "When the active rules were loaded.", registry=r,
+        )  # fmt: skip
+        self.config_info = Gauge(
+            "trackgate_config_info", "The active rules version.", ["version"], registry=r
+        )
+        self.in_flight = Gauge(
+            "trackgate_in_flight_requests", "Requests being handled.", registry=r
+        )
+
+    def observe(self, exchange: Exchange) -> None:
+        """Record one finished request."""
+        stream = exchange.stream_name
+        self.requests.labels(stream, exchange.dialect or "_unknown", exchange.outcome).inc()
+        for reason in exchange.rejection_reasons:
+            self.rejections.labels(stream, reason.value).inc()
+        if exchange.commands_rejected:
+            self.commands.labels(stream, "rejected").inc(exchange.commands_rejected)
+        if exchange.commands_forwarded:
+            self.commands.labels(stream, "forwarded").inc(exchange.commands_forwarded)
+        for (set_name, name), count in exchange.stripped.items():
+            listed = exchange.stream is not None and name in (
+                exchange.stream.permissions.of(set_name).listed
+            )
+            label = name if listed else UNDEFINED_NAME
+            self.stripped.labels(stream, set_name.value, label).inc(count)
+        if exchange.token_result is not None:
+            self.jwt_verifications.labels(stream, exchange.token_result).inc()
+        for reason in exchange.would_reject:
+            self.would_reject.labels(stream, reason.value).inc()
+        self.request_duration.labels(stream).observe(time.monotonic() - exchange.started)
+        if exchange.upstream_seconds is not None:
+            self.upstream_duration.observe(exchange.upstream_seconds)
+
+    def rules_loaded(self, rules: Rules, previous: Rules | None) -> None:
+        """A rules version became active."""
+        self.config_reloads.labels("success").inc()
+        if previous is not None and previous.version != rules.version:
+            self.config_info.remove(previous.version)
+        self.config_info.labels(rules.version).set(1)
+        self.config_last_success.set(time.time())
+
+    def reload_failed(self) -> None:
+        """A new rules version was refused; the old one stays."""
+        self.config_reloads.labels("failure").inc()
+
+    def render(self) -> bytes:
+        """The Prometheus text exposition."""
+        return generate_latest(self.registry)
