@@ -14,7 +14,7 @@ How `signed_only` behaves depends on the stream's JWT enforcement:
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from types import MappingProxyType
 
 from sidecar.auth import Principal, TokenState
@@ -47,16 +47,16 @@ def decide(stream: Stream, principal: Principal, commands: Sequence[Command]) ->
     mode = stream.enforcement
     if mode is Enforcement.OFF:
         principal = Principal()  # tokens play no part in the decision
-    would: list[Reason] = []
     rejection = _request_rejection(stream, principal, commands)
-    if rejection is not None:
-        if mode is Enforcement.ENFORCE:
-            return Decision((), rejection)
-        would.append(rejection.reason)
+    if rejection is not None and mode is Enforcement.ENFORCE:
+        return Decision((), rejection)
     if principal.token is TokenState.INVALID:
         principal = Principal()  # a failed token signs nothing
-    judge = _Judge(stream, principal, mode)
-    return Decision(tuple(judge.command(c) for c in commands), would_reject=tuple(would))
+    verdicts = tuple(_Judge(stream, principal, mode).command(c) for c in commands)
+    if rejection is not None:  # monitor: enforce would have stopped at the request level
+        verdicts = tuple(replace(v, would_reject=()) for v in verdicts)
+        return Decision(verdicts, would_reject=(rejection.reason,))
+    return Decision(verdicts)
 
 
 def needs_signature(permissions: Permissions, command: Command) -> bool:
@@ -113,7 +113,7 @@ class _Judge:
             return Verdict(Reason.MALFORMED_PAYLOAD, command.malformed)
         if command.kind is Kind.PASSTHROUGH:
             return FORWARD
-        would: list[Reason] = []
+        would: list[Reason] = []  # monitor mode: only the first, as enforce would stop there
         rejection = self._event_type(command, would)
         stripped: dict[SetName, tuple[str, ...]] = {}
         if rejection is None:
@@ -189,6 +189,7 @@ class _Judge:
         if signed or self.mode is Enforcement.OFF:
             return True
         if self.mode is Enforcement.MONITOR:
-            would.append(Reason.SIGNATURE_REQUIRED)
+            if not would:
+                would.append(Reason.SIGNATURE_REQUIRED)
             return True
         return False

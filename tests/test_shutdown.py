@@ -1,0 +1,73 @@
+"""Graceful shutdown (SPEC §6.5) of a real `trackgate serve` process."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import sys
+import time
+from pathlib import Path
+
+import aiohttp
+
+from tests.harness import STANDARD_STREAMS, Collector, rules_text
+from tests.http import event, events_url, post
+from tests.test_cli import ROOT, free_port
+
+
+async def wait_ready(http: aiohttp.ClientSession, admin: str) -> None:
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        try:
+            async with http.get(f"{admin}/readyz") as response:
+                if response.status == 200:
+                    return
+        except aiohttp.ClientError:
+            pass
+        await asyncio.sleep(0.1)
+    raise AssertionError("trackgate serve did not become ready")
+
+
+async def test_sigterm_drains_in_flight_requests_and_exits_zero(
+    tmp_path: Path, collector: Collector, http: aiohttp.ClientSession
+) -> None:
+    port, admin_port = free_port(), free_port()
+    server = (
+        f'listen: "127.0.0.1:{port}"\nadmin_listen: "127.0.0.1:{admin_port}"\n'
+        "shutdown_delay_seconds: 1\n"
+    )
+    path = tmp_path / "rules.yaml"
+    path.write_text(
+        rules_text(collector.url, STANDARD_STREAMS, server).replace(
+            "timeout_seconds: 2", "timeout_seconds: 10"
+        )
+    )
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "sidecar", "serve", "--config", str(path),
+        cwd=ROOT, env={**os.environ, "BACKEND_SECRET": "x" * 20},
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
+    )  # fmt: skip
+    base, admin = f"http://127.0.0.1:{port}", f"http://127.0.0.1:{admin_port}"
+    await wait_ready(http, admin)
+    collector.delay = 2.5  # the in-flight request outlives the shutdown delay
+    slow = asyncio.create_task(post(http, events_url(base), event()))
+    while not collector.received:
+        await asyncio.sleep(0.02)
+    process.send_signal(signal.SIGTERM)
+    await asyncio.sleep(0.2)
+    async with http.get(f"{admin}/readyz") as ready:
+        assert ready.status == 503  # at once
+        assert (await ready.json())["draining"] is True
+    collector.delay = 0
+    still_serving = await post(http, events_url(base), event())  # within the delay
+    assert still_serving.status == 200
+    answer = await slow
+    assert answer.status == 200  # the in-flight request finished
+    assert await asyncio.wait_for(process.wait(), 20) == 0
+    assert process.stdout is not None
+    lines = [json.loads(line) for line in (await process.stdout.read()).decode().splitlines()]
+    events = [line["event"] for line in lines]
+    assert events.index("draining") < events.index("stopped")
+    assert sum(1 for e in events if e == "request") == 2
