@@ -54,8 +54,12 @@ def token_principal(
     A token that fails verification is not rejected here: the policy decides."""
     if stream.jwt is None or stream.enforcement is Enforcement.OFF:
         return ANONYMOUS
-    token = bearer_token(headers)
-    if token is None:
+    return principal_for(stream, bearer_token(headers), verifier)
+
+
+def principal_for(stream: Stream, token: str | None, verifier: TokenVerifier) -> Principal:
+    """What `token` proves for `stream` (ANONYMOUS without a token or JWT validation)."""
+    if token is None or stream.jwt is None or stream.enforcement is Enforcement.OFF:
         return ANONYMOUS
     try:
         verified = verifier.verify(stream, token)

@@ -7,11 +7,23 @@ import asyncio
 import json
 import os
 import sys
+import time
 from pathlib import Path
 
 from sidecar import __version__, logs
 from sidecar.config import load_rules
 from sidecar.errors import ConfigError
+from sidecar.explain import ExplainError, explain
+from sidecar.keytools import (
+    ToolError,
+    hmac_secret,
+    load_signing_key,
+    mint_token,
+    parse_ids,
+    parse_ttl,
+    rsa_key_pair,
+    shared_secret,
+)
 from sidecar.rules import Rules
 from sidecar.schema import SCHEMA
 
@@ -19,8 +31,11 @@ from sidecar.schema import SCHEMA
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the `trackgate` console script; returns the exit code."""
     args = _parser().parse_args(argv)
-    logs.configure()
-    return int(args.run(args))
+    try:
+        return int(args.run(args))
+    except (ToolError, ExplainError) as error:
+        print(f"trackgate: {error}", file=sys.stderr)
+        return 2
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -37,6 +52,41 @@ def _parser() -> argparse.ArgumentParser:
     check = commands.add_parser("check", help="validate the rules file and print lint warnings")
     _config_option(check)
     check.set_defaults(run=_check)
+
+    explain_cmd = commands.add_parser(
+        "explain", help="show the decision for a body, without sending it"
+    )
+    _config_option(explain_cmd)
+    explain_cmd.add_argument("--stream", required=True, help="stream name")
+    explain_cmd.add_argument("--token", help="a JWT, as the client would send it")
+    explain_cmd.add_argument("--endpoint", help="request path (default: by body shape)")
+    explain_cmd.add_argument("body", type=Path, help="JSON body file (- for stdin)")
+    explain_cmd.set_defaults(run=_explain)
+
+    keygen = commands.add_parser("keygen", help="generate keys and secrets")
+    kinds = keygen.add_subparsers(dest="kind", required=True)
+    hmac = kinds.add_parser("hmac", help="an HMAC signing key (printed once)")
+    hmac.add_argument("--alg", default="HS256", choices=["HS256", "HS384", "HS512"])
+    hmac.add_argument("--kid", default=None, help="default: hmac-YYYY-MM")
+    hmac.set_defaults(run=_keygen_hmac)
+    rsa = kinds.add_parser("rsa", help="an RSA key pair as PEM files")
+    rsa.add_argument("--bits", type=int, default=2048)
+    rsa.add_argument("--kid", default=None, help="default: rsa-YYYY-MM")
+    rsa.add_argument("--out", type=Path, required=True, help="directory for KID.key and KID.pem")
+    rsa.set_defaults(run=_keygen_rsa)
+    secret = kinds.add_parser("secret", help="a private-stream secret and its sha256 line")
+    secret.set_defaults(run=_keygen_secret)
+
+    token = commands.add_parser("token", help="mint a JWT for testing and backend examples")
+    source = token.add_mutually_exclusive_group(required=True)
+    source.add_argument("--secret-env", metavar="VAR", help="HMAC secret from this variable")
+    source.add_argument("--private-key", type=Path, metavar="FILE", help="PEM private key")
+    token.add_argument("--kid", required=True)
+    token.add_argument("--ids", nargs="*", default=[], metavar="TYPE=VALUE")
+    token.add_argument("--subject", help="a `sub` claim, for streams with jwt.subject")
+    token.add_argument("--ttl", default="24h", help="lifetime: 90s, 30m, 24h, 7d")
+    token.add_argument("--alg", help="default: HS256 for secrets, by key type otherwise")
+    token.set_defaults(run=_token)
 
     schema = commands.add_parser("schema", help="print the JSON Schema of the rules file")
     schema.set_defaults(run=_schema)
@@ -69,11 +119,12 @@ def _load(path: Path) -> Rules | None:
 
 
 def _serve(args: argparse.Namespace) -> int:
-    from sidecar.app import serve  # noqa: PLC0415 - keep `check`/`schema` free of aiohttp start-up
+    from sidecar.app import serve  # noqa: PLC0415 - only `serve` needs the server stack
 
     rules = _load(args.config)
     if rules is None:
         return 1
+    logs.configure()
     asyncio.run(serve(args.config, rules))
     return 0
 
@@ -85,6 +136,58 @@ def _check(args: argparse.Namespace) -> int:
     for warning in rules.warnings:
         print(f"warning: {warning}")
     print(f"{args.config}: ok ({len(rules.streams)} streams, version {rules.version})")
+    return 0
+
+
+def _explain(args: argparse.Namespace) -> int:
+    rules = _load(args.config)
+    if rules is None:
+        return 1
+    body = sys.stdin.buffer.read() if str(args.body) == "-" else args.body.read_bytes()
+    report = explain(rules, args.stream, body, args.endpoint, args.token)
+    print(json.dumps(report, indent=2, ensure_ascii=False))
+    return 0
+
+
+def _keygen_hmac(args: argparse.Namespace) -> int:
+    kid = args.kid or time.strftime("hmac-%Y-%m")
+    print(f"kid: {kid}\nalg: {args.alg}\nsecret: {hmac_secret(args.alg)}")
+    print(
+        "\n# Store the secret in a Secret (it is shown only now) and add to jwt.keys:\n"
+        f"#   - {{kid: {kid}, alg: {args.alg}, secret: {{env: YOUR_SECRET_VARIABLE}}}}",
+        file=sys.stderr,
+    )
+    return 0
+
+
+def _keygen_rsa(args: argparse.Namespace) -> int:
+    kid = args.kid or time.strftime("rsa-%Y-%m")
+    private_path, public_path = rsa_key_pair(args.bits, args.out, kid)
+    print(f"kid: {kid}\nprivate key: {private_path} (keep it on the backend)")
+    print(f"public key: {public_path}")
+    print(
+        f"# jwt.keys entry:\n#   - {{kid: {kid}, alg: RS256, public_key: {{file: {public_path}}}}}"
+    )
+    return 0
+
+
+def _keygen_secret(_: argparse.Namespace) -> int:
+    secret = shared_secret()
+    print(f"secret: {secret.value}")
+    print(f'sha256: "{secret.sha256}"')
+    return 0
+
+
+def _token(args: argparse.Namespace) -> int:
+    if args.secret_env:
+        if args.secret_env not in os.environ:
+            raise ToolError(f"environment variable {args.secret_env} is not set")
+        key: object = os.environ[args.secret_env]
+    else:
+        key = load_signing_key(args.private_key)
+    ids = parse_ids(args.ids)
+    ttl = parse_ttl(args.ttl)
+    print(mint_token(key, args.kid, alg=args.alg, ids=ids, ttl=ttl, subject=args.subject))
     return 0
 
 
@@ -100,6 +203,7 @@ def _demo(args: argparse.Namespace) -> int:
     rules = _load(path)
     if rules is None:
         return 1
+    logs.configure()
     asyncio.run(run_demo(path, rules))
     return 0
 

@@ -12,7 +12,7 @@ import aiohttp
 import pytest
 
 from tests.conftest import StartSidecar
-from tests.harness import WEB_ID, Collector, Sidecar, rules_text
+from tests.harness import WEB_ID, Collector, Sidecar, rules_text, start_sidecar
 from tests.http import event, events_url, post
 from tests.jwt_keys import Keys, mint
 
@@ -87,8 +87,6 @@ async def test_a_rule_change_is_enforced_within_two_seconds(
     http: aiohttp.ClientSession,
     layout: str,
 ) -> None:
-    from tests.harness import start_sidecar
-
     volume = KubeletVolume(tmp_path)
     write: Callable[[str], None]
     if layout == "kubelet":

@@ -1,0 +1,102 @@
+"""`trackgate explain`: the decision for a body, without sending anything (SPEC §7).
+
+It runs the same stages as the handler — decode, token, decide, encode — on a
+body from a file, and reports per command what would be forwarded, rejected or
+stripped, and the exact body the collector would receive. Stream secrets are
+not checked (explain is for the rules, not for credentials).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sidecar.auth import TokenState, principal_for
+from sidecar.body import parse_json
+from sidecar.commands import Verdict
+from sidecar.dialects import DIALECTS, Endpoint, find_endpoint
+from sidecar.errors import Reason, Rejection
+from sidecar.policy import decide
+from sidecar.rules import Rules, Stream
+from sidecar.tokens import TokenVerifier
+
+DEFAULT_ENDPOINTS = {"bloomreach": ("/track/u/v1/customers/events", "/track/u/v1/batch")}
+
+
+class ExplainError(Exception):
+    """The arguments do not name something explain can evaluate."""
+
+
+def explain(
+    rules: Rules, stream_name: str, body: bytes, endpoint: str | None, token: str | None
+) -> dict[str, Any]:
+    """The decision for `body` sent by `stream_name` to `endpoint`, as a JSON-able dict."""
+    stream = _stream(rules, stream_name)
+    report: dict[str, Any] = {"stream": stream.name, "rules_version": rules.version}
+    try:
+        document = parse_json(body)
+        matched = _endpoint(stream, endpoint, document)
+        report["endpoint"] = matched.name
+        payload = matched.dialect.decode(matched, document)
+        principal = principal_for(stream, token, TokenVerifier())
+        if principal.token is TokenState.VALID:
+            report["token"] = "valid"
+        elif principal.failure is not None:
+            report["token"] = principal.failure.reason.value
+        decision = decide(stream, principal, payload.commands)
+        if decision.rejection is not None:
+            raise decision.rejection
+    except Rejection as rejection:
+        return {**report, **_rejected(rejection), "commands": [], "forwarded_body": None}
+    verdicts = decision.verdicts
+    report["commands"] = [_command(i, v) for i, v in enumerate(verdicts)]
+    report["would_reject"] = [r.value for r in decision.would_reject]
+    if not matched.is_batch and not verdicts[0].forwarded:
+        refused = Rejection(verdicts[0].reason or Reason.INTERNAL_ERROR, verdicts[0].message)
+        return {**report, **_rejected(refused), "forwarded_body": None}
+    if not decision.forwards_any:
+        return {**report, "request": {"outcome": "answered", "status": 200}, "forwarded_body": None}
+    outgoing = matched.dialect.encode(payload, verdicts) if decision.modified else body
+    report["request"] = {"outcome": "forwarded", "status": None}
+    report["forwarded_body"] = parse_json(outgoing)
+    return report
+
+
+def _stream(rules: Rules, name: str) -> Stream:
+    for stream in rules.streams:
+        if stream.name == name:
+            return stream
+    names = ", ".join(s.name for s in rules.streams)
+    raise ExplainError(f"no stream named {name!r}; the rules have {names}")
+
+
+def _endpoint(stream: Stream, path: str | None, document: object) -> Endpoint:
+    if path is None:
+        single, batch = DEFAULT_ENDPOINTS.get(stream.dialect, ("", ""))
+        path = batch if isinstance(document, dict) and "commands" in document else single
+    endpoint = find_endpoint(path)
+    if endpoint is None or endpoint.dialect is not DIALECTS[stream.dialect]:
+        raise ExplainError(f"{path} is not a {stream.dialect} endpoint")
+    return endpoint
+
+
+def _rejected(rejection: Rejection) -> dict[str, Any]:
+    reason = rejection.reason
+    return {
+        "request": {
+            "outcome": "rejected",
+            "status": reason.status,
+            "reason": reason.value,
+            "message": rejection.message,
+        }
+    }
+
+
+def _command(index: int, verdict: Verdict) -> dict[str, Any]:
+    return {
+        "index": index,
+        "outcome": "forwarded" if verdict.forwarded else "rejected",
+        "reason": verdict.reason.value if verdict.reason else None,
+        "message": verdict.message or None,
+        "stripped": {s.value: list(names) for s, names in verdict.stripped.items()},
+        "would_reject": [r.value for r in verdict.would_reject],
+    }
