@@ -1,8 +1,21 @@
-# Minimal image; the multi-stage, non-root build arrives with the deployment issue.
-FROM python:3.11-slim
-WORKDIR /app
+# trackgate: build stage installs the project into a venv; the final stage is a
+# slim Python with only that venv, running as a numeric non-root user.
+FROM python:3.11-slim AS build
+WORKDIR /src
+RUN python -m venv /opt/venv
+ENV PATH=/opt/venv/bin:$PATH \
+    PIP_NO_CACHE_DIR=1 \
+    PIP_DISABLE_PIP_VERSION_CHECK=1
 COPY pyproject.toml README.md ./
 COPY sidecar ./sidecar
 RUN pip install --no-cache-dir .
-ENV TRACKGATE_CONFIG=/etc/trackgate/rules.yaml
+
+FROM python:3.11-slim
+COPY --from=build /opt/venv /opt/venv
+ENV PATH=/opt/venv/bin:$PATH \
+    PYTHONDONTWRITEBYTECODE=1 \
+    PYTHONUNBUFFERED=1 \
+    TRACKGATE_CONFIG=/etc/trackgate/rules/rules.yaml
+USER 10001:10001
+EXPOSE 8080 9090
 ENTRYPOINT ["trackgate", "serve"]

@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test lint typecheck unit clean
+.PHONY: demo test lint typecheck unit tools clean
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -15,7 +15,17 @@ $(STAMP): pyproject.toml
 demo: $(STAMP)
 	$(BIN)/trackgate demo
 
-test: $(STAMP) lint typecheck unit
+test: $(STAMP) tools lint typecheck unit
+
+# promtool (Debian's prometheus package) for the alert tests: installed when
+# missing and possible (root + apt); tests fail in CI if it is still missing.
+tools:
+	@command -v promtool >/dev/null 2>&1 || { \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	    echo "installing promtool (Debian package prometheus)"; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive \
+	      apt-get install -y -qq --no-install-recommends prometheus >/dev/null; \
+	  else echo "promtool missing and cannot be installed here (needs root and apt-get)"; fi; }
 
 lint: $(STAMP)
 	$(BIN)/ruff check sidecar tests

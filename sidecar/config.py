@@ -45,6 +45,7 @@ from sidecar.sources import SourceReader
 from sidecar.templates import TEMPLATES
 
 SECONDS_PER_DAY = 86_400
+PLACEHOLDER_PREFIX = b"REPLACE-ME"  # the placeholder secrets shipped in deploy/
 _DEFAULT_ACCESS = {
     SetName.CUSTOMER_IDS: Access.DENY,
     SetName.EVENT_TYPES: Access.DENY,
@@ -261,6 +262,13 @@ def lint(stream: Stream) -> list[str]:
             f"{where}: signed_only items act as allow until JWT validation is enabled "
             "(jwt.enforcement is off or there is no jwt block)"
         )
+    if stream.jwt is not None:
+        for key in stream.jwt.keys.values():
+            if isinstance(key.key, bytes) and key.key.startswith(PLACEHOLDER_PREFIX):
+                warnings.append(
+                    f"{where}: jwt key {key.kid!r} is still a placeholder; replace it "
+                    "(trackgate keygen hmac) before turning enforcement on"
+                )
     if stream.type is StreamType.PUBLIC:
         cookie = stream.permissions.customer_ids.access("cookie")
         if cookie is not Access.ALLOW:

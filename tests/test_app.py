@@ -1,4 +1,4 @@
-"""Graceful shutdown (SPEC §6.5) of a real `trackgate serve` process."""
+"""A real `trackgate serve` process: graceful shutdown (SPEC §6.5) and SIGHUP reload."""
 
 from __future__ import annotations
 
@@ -71,3 +71,37 @@ async def test_sigterm_drains_in_flight_requests_and_exits_zero(
     events = [line["event"] for line in lines]
     assert events.index("draining") < events.index("stopped")
     assert sum(1 for e in events if e == "request") == 2
+
+
+async def test_sighup_reloads_at_once(
+    tmp_path: Path, collector: Collector, http: aiohttp.ClientSession
+) -> None:
+    port, admin_port = free_port(), free_port()
+    server = (
+        f'listen: "127.0.0.1:{port}"\nadmin_listen: "127.0.0.1:{admin_port}"\n'
+        "shutdown_delay_seconds: 0\nreload_interval_seconds: 3600\n"
+    )
+    path = tmp_path / "rules.yaml"
+    path.write_text(rules_text(collector.url, STANDARD_STREAMS, server))
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "sidecar", "serve", "--config", str(path),
+        cwd=ROOT, env={**os.environ, "BACKEND_SECRET": "x" * 20},
+        stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL,
+    )  # fmt: skip
+    base = f"http://127.0.0.1:{port}"
+    try:
+        await wait_ready(http, f"http://127.0.0.1:{admin_port}")
+        assert (await post(http, events_url(base), event("page_visit"))).status == 200
+        path.write_text(
+            rules_text(collector.url, STANDARD_STREAMS, server).replace(
+                "allow: [page_visit, view_item, cart_update]", "allow: [view_item, cart_update]"
+            )
+        )
+        process.send_signal(signal.SIGHUP)  # the hour-long poll interval will not see it
+        deadline = time.monotonic() + 2
+        while (await post(http, events_url(base), event("page_visit"))).status != 403:
+            assert time.monotonic() < deadline, "SIGHUP did not reload within 2 s"
+            await asyncio.sleep(0.05)
+    finally:
+        process.send_signal(signal.SIGTERM)
+        assert await asyncio.wait_for(process.wait(), 20) == 0
