@@ -96,24 +96,21 @@ def check_secret(stream: Stream, headers: CIMultiDictProxy[str]) -> None:
 
 
 def presented_secrets(headers: CIMultiDictProxy[str]) -> list[bytes]:
-    """Every secret the request carries: Basic password and `X-Stream-Secret` values."""
+    """Every secret the request carries: `X-Stream-Secret` values and the Basic password.
+    A Basic header with an empty password (Segment's `writeKey:`) presents no secret;
+    undecodable Basic credentials present an invalid one."""
     found = [value.encode() for value in headers.getall(SECRET_HEADER, ())]
-    password = basic_password(headers.get("Authorization", ""))
-    if password is not None:
-        found.append(password)
+    scheme, _, credentials = headers.get("Authorization", "").partition(" ")
+    if scheme.lower() == "basic":
+        try:
+            decoded = base64.b64decode(credentials.strip(), validate=True)
+        except (binascii.Error, ValueError):
+            found.append(b"")  # matches nothing: secret_invalid
+        else:
+            password = decoded.partition(b":")[2]
+            if password:
+                found.append(password)
     return found
-
-
-def basic_password(authorization: str) -> bytes | None:
-    """The password of a `Basic` Authorization value; None when it is not Basic."""
-    scheme, _, credentials = authorization.partition(" ")
-    if scheme.lower() != "basic":
-        return None
-    try:
-        decoded = base64.b64decode(credentials.strip(), validate=True)
-    except (binascii.Error, ValueError):
-        return b""
-    return decoded.partition(b":")[2]
 
 
 def matches(secrets: tuple[SharedSecret, ...], presented: bytes) -> bool:

@@ -20,7 +20,36 @@ _JSON_TYPES = ("application/json", "text/plain", "")
 _CHUNK = 64 * 1024
 
 
-async def read_body(request: web.Request, limit: int) -> bytes:
+class Body:
+    """A request body, decoded to bytes, parsed as JSON at most once and only on demand."""
+
+    __slots__ = ("_document", "_failure", "raw")
+
+    def __init__(self, raw: bytes) -> None:
+        self.raw = raw
+        self._document: Any = None
+        self._failure: Rejection | None = None
+
+    def document(self) -> Any:
+        """The parsed JSON. Rejects: malformed_payload (the same one every time)."""
+        if self._failure is None and self._document is None:
+            try:
+                self._document = parse_json(self.raw)
+            except Rejection as failure:
+                self._failure = failure
+        if self._failure is not None:
+            raise self._failure
+        return self._document
+
+    def document_or_none(self) -> Any:
+        """The parsed JSON, or None when the body is not JSON (for early, optional lookups)."""
+        try:
+            return self.document()
+        except Rejection:
+            return None
+
+
+async def read_body(request: web.Request, limit: int) -> Body:
     """The decoded request body. Rejects: payload_too_large, malformed_payload."""
     declared = request.content_length
     if declared is not None and declared > limit:
@@ -32,9 +61,9 @@ async def read_body(request: web.Request, limit: int) -> bytes:
             raise _too_large(limit)
     encoding = request.headers.get("Content-Encoding", "identity").strip().lower()
     if encoding in ("identity", ""):
-        return bytes(raw)
+        return Body(bytes(raw))
     if encoding in ("gzip", "x-gzip"):
-        return gunzip(bytes(raw), limit)
+        return Body(gunzip(bytes(raw), limit))
     raise Rejection(
         Reason.MALFORMED_PAYLOAD,
         f"Content-Encoding {encoding!r} is not supported; send identity or gzip",

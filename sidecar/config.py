@@ -28,6 +28,7 @@ from sidecar.rules import (
     Cors,
     Enforcement,
     JwtSettings,
+    Limits,
     Permissions,
     PermissionSet,
     Rules,
@@ -194,6 +195,7 @@ def _compile_stream(raw: Mapping[str, Any], path: str, reader: SourceReader) -> 
         jwt=_compile_jwt(raw["jwt"], f"{path}.jwt", reader) if "jwt" in raw else None,
         cors=Cors(frozenset(cors["allowed_origins"])) if cors else None,
         debug_headers=raw.get("debug_headers", False),
+        limits=Limits(**raw.get("limits", {})),
     )
 
 

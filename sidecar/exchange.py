@@ -34,6 +34,7 @@ class Exchange:
     would_reject: list[Reason] = field(default_factory=list)
     upstream_status: int | None = None
     upstream_seconds: float | None = None
+    preflight: bool = False  # a CORS preflight: logged, not counted as a tracking request
 
     @property
     def stream_name(self) -> str:

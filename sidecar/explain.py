@@ -11,15 +11,13 @@ from __future__ import annotations
 from typing import Any
 
 from sidecar.auth import TokenState, principal_for
-from sidecar.body import parse_json
+from sidecar.body import Body, parse_json
 from sidecar.commands import Verdict
 from sidecar.dialects import DIALECTS, Endpoint, find_endpoint
 from sidecar.errors import Reason, Rejection
 from sidecar.policy import decide
 from sidecar.rules import Rules, Stream
 from sidecar.tokens import TokenVerifier
-
-DEFAULT_ENDPOINTS = {"bloomreach": ("/track/u/v1/customers/events", "/track/u/v1/batch")}
 
 
 class ExplainError(Exception):
@@ -33,10 +31,10 @@ def explain(
     stream = _stream(rules, stream_name)
     report: dict[str, Any] = {"stream": stream.name, "rules_version": rules.version}
     try:
-        document = parse_json(body)
-        matched = _endpoint(stream, endpoint, document)
+        parsed = Body(body)
+        matched = _endpoint(stream, endpoint, parsed.document())
         report["endpoint"] = matched.name
-        payload = matched.dialect.decode(matched, document)
+        payload = matched.dialect.decode(matched, parsed, stream)
         principal = principal_for(stream, token, TokenVerifier())
         if principal.token is TokenState.VALID:
             report["token"] = "valid"
@@ -71,8 +69,7 @@ def _stream(rules: Rules, name: str) -> Stream:
 
 def _endpoint(stream: Stream, path: str | None, document: object) -> Endpoint:
     if path is None:
-        single, batch = DEFAULT_ENDPOINTS.get(stream.dialect, ("", ""))
-        path = batch if isinstance(document, dict) and "commands" in document else single
+        path = DIALECTS[stream.dialect].default_path(document)
     endpoint = find_endpoint(path)
     if endpoint is None or endpoint.dialect is not DIALECTS[stream.dialect]:
         raise ExplainError(f"{path} is not a {stream.dialect} endpoint")

@@ -8,6 +8,7 @@ The collector's body is relayed byte for byte (no decompression).
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Mapping
 
 import aiohttp
 from aiohttp import web
@@ -54,11 +55,14 @@ async def forward(
     *,
     body: bytes,
     consumed: frozenset[str],
+    extra: Mapping[str, str],
     request_id: str,
 ) -> Reply:
-    """POST `body` to the collector at the request's path and query.
+    """Send `body` to the collector with the request's method, path and query; `extra`
+    headers are set over the forwarded ones.
     Rejects: upstream_unavailable (502), upstream_timeout (504)."""
     headers = forward_headers(request, consumed, request_id)
+    headers.update(extra)
     try:
         async with session.request(
             request.method,

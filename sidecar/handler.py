@@ -1,7 +1,10 @@
 """The request pipeline, top to bottom, and the one place a rejection becomes HTTP.
 
-    endpoint → method → body → stream → secret → decode → token → decide
+    endpoint → method → body → stream → origin → secret → decode → token → decide
              → encode → forward (or answer locally) → reply → metrics + access log
+
+CORS preflights (`OPTIONS`) take a short path: endpoint → stream (from the URL)
+→ answered by `cors`, or forwarded when no stream in play uses CORS.
 
 Each stage either returns what the next one needs or raises a `Rejection`.
 Any other exception is a 500 `internal_error` and nothing is forwarded.
@@ -13,7 +16,7 @@ import logging
 import re
 import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 import aiohttp
 from aiohttp import web
@@ -21,8 +24,9 @@ from multidict import CIMultiDict
 
 from sidecar import logs
 from sidecar.auth import Principal, TokenState, check_secret, consumed_headers, token_principal
-from sidecar.body import check_content_type, parse_json, read_body
+from sidecar.body import Body, check_content_type, read_body
 from sidecar.commands import Verdict
+from sidecar.cors import allow_headers, check_origin, preflight_origins, preflight_reply
 from sidecar.dialects import DIALECTS, Endpoint, Reply, find_endpoint
 from sidecar.errors import Reason, Rejection
 from sidecar.exchange import Exchange
@@ -31,7 +35,7 @@ from sidecar.metrics import Metrics
 from sidecar.policy import Decision, decide
 from sidecar.reload import RulesHolder
 from sidecar.rules import Rules, SetName, Stream, StreamType
-from sidecar.streams import find_stream
+from sidecar.streams import find_stream, named_stream
 from sidecar.tokens import TokenVerifier
 
 _REQUEST_ID = re.compile(r"^[\x21-\x7e]{1,128}$")
@@ -74,9 +78,11 @@ class Pipeline:
         finally:
             self.metrics.in_flight.dec()
         exchange.status = reply.status
-        self.metrics.observe(exchange)
+        if not exchange.preflight:
+            self.metrics.observe(exchange)
         logs.access(exchange)
         response = web.Response(status=reply.status, body=reply.body, headers=reply.headers)
+        response.headers.update(allow_headers(exchange.stream, request))
         response.headers["X-Request-Id"] = exchange.request_id
         return response
 
@@ -92,13 +98,16 @@ class Pipeline:
         if endpoint is None:
             raise Rejection(Reason.UNKNOWN_ENDPOINT, f"{request.path} is not a tracking endpoint")
         exchange.dialect, exchange.endpoint = endpoint.dialect.name, endpoint.name
+        if request.method == "OPTIONS":
+            return await self._preflight(rules, endpoint, request, exchange)
         check_method(request)
         body = await read_body(request, rules.server.max_body_bytes)
         stream = exchange.stream = find_stream(rules, endpoint, request, body)
+        check_origin(stream, request)
         if stream.type is StreamType.PRIVATE:
             check_secret(stream, request.headers)
         check_content_type(request.headers.get("Content-Type", ""))
-        payload = endpoint.dialect.decode(endpoint, parse_json(body))
+        payload = endpoint.dialect.decode(endpoint, body, stream)
         exchange.commands = len(payload.commands)
         principal = token_principal(stream, request.headers, self.verifier)
         exchange.token_result = _token_result(principal)
@@ -111,15 +120,43 @@ class Pipeline:
             raise Rejection(verdicts[0].reason or Reason.INTERNAL_ERROR, verdicts[0].message)
         if not decision.forwards_any:
             return endpoint.dialect.answer_batch(payload, verdicts, None)
-        outgoing = endpoint.dialect.encode(payload, verdicts) if decision.modified else body
-        upstream = await self._forward(rules, request, stream, outgoing, exchange)
+        outgoing = endpoint.dialect.encode(payload, verdicts) if decision.modified else body.raw
+        consumed = consumed_headers(stream)
+        extra = endpoint.dialect.upstream_headers(stream, consumed)
+        upstream = await self._forward(
+            rules, request, body=outgoing, consumed=consumed, extra=extra, exchange=exchange
+        )
         reply = upstream
         if endpoint.is_batch and any(not v.forwarded for v in verdicts):
             reply = endpoint.dialect.answer_batch(payload, verdicts, upstream)
         return with_debug_headers(stream, reply, verdicts)
 
+    async def _preflight(
+        self, rules: Rules, endpoint: Endpoint, request: web.Request, exchange: Exchange
+    ) -> Reply:
+        """A CORS preflight: answered for streams with `cors`, forwarded otherwise.
+        Rejects: stream_id_conflict, unknown_stream, origin_not_allowed."""
+        exchange.preflight = True
+        stream_id = endpoint.dialect.stream_id(request, endpoint, Body(b""))
+        stream = None
+        if stream_id is not None:
+            stream = exchange.stream = named_stream(rules, endpoint, stream_id)
+        origins = preflight_origins(rules, endpoint.dialect.name, stream)
+        if origins is None:
+            return await self._forward(
+                rules, request, body=b"", consumed=frozenset(), extra={}, exchange=exchange
+            )
+        return preflight_reply(origins, request)
+
     async def _forward(
-        self, rules: Rules, request: web.Request, stream: Stream, body: bytes, exchange: Exchange
+        self,
+        rules: Rules,
+        request: web.Request,
+        *,
+        body: bytes,
+        consumed: frozenset[str],
+        extra: Mapping[str, str],
+        exchange: Exchange,
     ) -> Reply:
         started = time.monotonic()
         try:
@@ -128,7 +165,8 @@ class Pipeline:
                 rules.server.upstream,
                 request,
                 body=body,
-                consumed=consumed_headers(stream),
+                consumed=consumed,
+                extra=extra,
                 request_id=exchange.request_id,
             )
         finally:

@@ -141,6 +141,14 @@ class Cors:
 
 
 @dataclass(frozen=True, slots=True)
+class Limits:
+    """Size limits of dialects that define them (segment: 32 KB a message, 500 KB a batch)."""
+
+    max_message_bytes: int = 32 * 1024
+    max_batch_bytes: int = 500 * 1024
+
+
+@dataclass(frozen=True, slots=True)
 class Stream:
     """One tracking source with its credentials and permissions."""
 
@@ -153,6 +161,7 @@ class Stream:
     jwt: JwtSettings | None = None  # public streams only
     cors: Cors | None = None
     debug_headers: bool = False
+    limits: Limits = field(default_factory=Limits)
 
     @property
     def enforcement(self) -> Enforcement:

@@ -102,6 +102,14 @@ SCHEMA: dict[str, Any] = {
                     "dialect": {"enum": list(DIALECTS)},
                     "template": {"enum": ["public", "private"]},
                     "debug_headers": {"type": "boolean"},
+                    "limits": {
+                        "type": "object",
+                        "properties": {
+                            "max_message_bytes": {"type": "integer", "minimum": 1},
+                            "max_batch_bytes": {"type": "integer", "minimum": 1},
+                        },
+                        "additionalProperties": False,
+                    },
                     "cors": {
                         "type": "object",
                         "properties": {

@@ -23,10 +23,21 @@ from sidecar.config import load_rules
 from sidecar.metrics import Metrics
 from sidecar.reload import Reloader, RulesHolder
 
+SHARED_TESTDATA = Path(__file__).resolve().parents[2] / "shared" / "testdata"
 WEB_ID = "40494d18-e714-4c8c-bbd9-35225de4e81d"
 BACKEND_ID = "7f1c2d9e-0b8a-4a57-9d39-2f1f0c7e5a10"
 BACKEND_SECRET = "s3cret-backend-value-0123456789"
 OLD_BACKEND_SECRET = "older-backend-secret-9876543210"
+
+
+def shared_testdata(name: str) -> Path:
+    """A folder of ../shared/testdata, which CI places beside the checkout."""
+    path = SHARED_TESTDATA / name
+    if not path.is_dir():
+        raise FileNotFoundError(
+            f"{path} is missing: the shared test data must sit beside the checkout"
+        )
+    return path
 
 
 @dataclass

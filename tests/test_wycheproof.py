@@ -28,8 +28,9 @@ from sidecar.keys import jwk_key, load_jwks
 from sidecar.rules import VerificationKey
 from sidecar.sources import SourceReader
 from sidecar.tokens import verify_jws
+from tests.harness import shared_testdata
 
-VECTORS = Path(__file__).resolve().parents[2] / "shared/testdata/wycheproof"
+VECTORS = shared_testdata("wycheproof")
 ALG_BOUND_TO_KEY = {346, 347, 350, 351}  # JWK alg differs from header alg: rejected by design
 SELF_CONTRADICTORY = {367, 370, 372, 373}
 

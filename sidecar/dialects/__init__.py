@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from sidecar.dialects.base import Dialect, Endpoint, Payload, Reply
 from sidecar.dialects.bloomreach import Bloomreach
+from sidecar.dialects.segment import Segment
 
-DIALECTS: dict[str, Dialect] = {d.name: d for d in (Bloomreach(),)}
+DIALECTS: dict[str, Dialect] = {d.name: d for d in (Bloomreach(), Segment())}
 
 
 def find_endpoint(path: str) -> Endpoint | None:

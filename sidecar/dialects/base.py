@@ -8,8 +8,10 @@ from typing import Any, Protocol
 
 from aiohttp import web
 
+from sidecar.body import Body
 from sidecar.commands import Command, Kind, Verdict
 from sidecar.errors import Reason
+from sidecar.rules import Stream
 
 
 @dataclass(frozen=True, slots=True)
@@ -30,9 +32,15 @@ class Endpoint:
 class Payload:
     """A decoded request body: the document, its raw commands and their decoding."""
 
+    endpoint: Endpoint
     document: Any
     items: Sequence[Any]  # the raw command objects, in order
     commands: Sequence[Command]
+
+    @property
+    def is_single(self) -> bool:
+        """True when the document is the one command (not a batch envelope)."""
+        return not self.endpoint.is_batch
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,11 +60,11 @@ class Dialect(Protocol):
     def match(self, path: str) -> Endpoint | None:
         """The endpoint `path` names, if it is one of this dialect's."""
 
-    def stream_id(self, request: web.Request, endpoint: Endpoint, body: bytes) -> str | None:
+    def stream_id(self, request: web.Request, endpoint: Endpoint, body: Body) -> str | None:
         """The stream ID the request names. Rejects: stream_id_conflict."""
 
-    def decode(self, endpoint: Endpoint, document: Any) -> Payload:
-        """Split a parsed body into commands. Rejects: malformed_payload."""
+    def decode(self, endpoint: Endpoint, body: Body, stream: Stream) -> Payload:
+        """Split a body into commands. Rejects: malformed_payload, payload_too_large."""
 
     def encode(self, payload: Payload, verdicts: Sequence[Verdict]) -> bytes:
         """The body to forward: forwarded commands only, stripped names removed."""
@@ -68,3 +76,9 @@ class Dialect(Protocol):
 
     def error_body(self, reason: Reason, message: str) -> bytes:
         """The body of a rejected request."""
+
+    def upstream_headers(self, stream: Stream, consumed: frozenset[str]) -> Mapping[str, str]:
+        """Headers to set on the forwarded request, given the consumed credential headers."""
+
+    def default_path(self, document: Any) -> str:
+        """The endpoint a body of this shape would be sent to (for `trackgate explain`)."""

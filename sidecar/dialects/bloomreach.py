@@ -14,11 +14,11 @@ from typing import Any
 
 from aiohttp import web
 
-from sidecar.body import dump_json, parse_json
+from sidecar.body import Body, dump_json, parse_json
 from sidecar.commands import Command, Kind, Verdict
 from sidecar.dialects.base import Endpoint, Payload, Reply
 from sidecar.errors import Reason, Rejection
-from sidecar.rules import SetName
+from sidecar.rules import SetName, Stream
 
 MAX_BATCH_COMMANDS = 50
 _ENDPOINTS: dict[str, Kind | None] = {
@@ -48,7 +48,7 @@ class Bloomreach:
             return Endpoint(self, found[2], _ENDPOINTS[found[2]], path_stream_id=found[1])
         return None
 
-    def stream_id(self, request: web.Request, endpoint: Endpoint, body: bytes) -> str | None:
+    def stream_id(self, request: web.Request, endpoint: Endpoint, body: Body) -> str | None:
         """`stream_id` query parameter, `X-Stream-Id` header, or the project path segment."""
         found = {
             *request.query.getall("stream_id", ()),
@@ -63,19 +63,20 @@ class Bloomreach:
             )
         return found.pop() if found else None
 
-    def decode(self, endpoint: Endpoint, document: Any) -> Payload:
+    def decode(self, endpoint: Endpoint, body: Body, stream: Stream) -> Payload:
         """A single command, or a batch envelope whose bad commands are marked malformed."""
+        document = body.document()
         if endpoint.kind is not None:
             command = decode_command(endpoint.kind, document)
             if command.malformed:
                 raise Rejection(Reason.MALFORMED_PAYLOAD, command.malformed)
-            return Payload(document, (document,), (command,))
+            return Payload(endpoint, document, (document,), (command,))
         items = _batch_items(document)
-        return Payload(document, items, tuple(_decode_item(item) for item in items))
+        return Payload(endpoint, document, items, tuple(_decode_item(item) for item in items))
 
     def encode(self, payload: Payload, verdicts: Sequence[Verdict]) -> bytes:
         """The forwarded commands with their stripped names removed."""
-        if not isinstance(payload.document, dict) or "commands" not in payload.document:
+        if payload.is_single:
             return dump_json(_strip(payload.commands[0], payload.document, verdicts[0]))
         commands = [
             {**item, "data": _strip(command, item["data"], verdict)} if verdict.modified else item
@@ -109,6 +110,16 @@ class Bloomreach:
     def error_body(self, reason: Reason, message: str) -> bytes:
         """`{"success": false, "code": …, "errors": […]}`."""
         return dump_json({"success": False, "code": reason.value, "errors": [message]})
+
+    def upstream_headers(self, stream: Stream, consumed: frozenset[str]) -> Mapping[str, str]:
+        """None: the stream ID travels in the URL, which is forwarded unchanged."""
+        return {}
+
+    def default_path(self, document: Any) -> str:
+        """The batch endpoint for `{"commands": …}`, the events endpoint otherwise."""
+        if isinstance(document, dict) and "commands" in document:
+            return "/track/u/v1/batch"
+        return "/track/u/v1/customers/events"
 
 
 def decode_command(kind: Kind, data: object) -> Command:

@@ -1,0 +1,80 @@
+"""Browser CORS for streams with `cors.allowed_origins` (SPEC §3.3), for any dialect.
+
+- Preflights (`OPTIONS`) are answered by the sidecar when the URL's stream has
+  `cors`; a URL that names no stream (e.g. RudderStack's `/v1/identify`, whose
+  write key travels in a header the preflight does not carry) is checked
+  against the union of the dialect's streams' origins. With no `cors` in play
+  the preflight is forwarded like any request.
+- Requests whose `Origin` is not allowed get `403 origin_not_allowed`; allowed
+  ones get `Access-Control-Allow-Origin` (the origin itself, never `*`, since
+  credentials are allowed) on every response.
+"""
+
+from __future__ import annotations
+
+import re
+
+from aiohttp import web
+
+from sidecar.dialects import Reply
+from sidecar.errors import Reason, Rejection
+from sidecar.rules import Rules, Stream
+
+MAX_ALLOWED_HEADERS = 1024  # bytes of Access-Control-Request-Headers echoed back
+MAX_AGE_SECONDS = 600
+_HEADER_LIST = re.compile(r"^[A-Za-z0-9!#$%&'*+.^_`|~-]+(\s*,\s*[A-Za-z0-9!#$%&'*+.^_`|~-]+)*$")
+
+
+def check_origin(stream: Stream, request: web.Request) -> None:
+    """A browser request's origin. Rejects: origin_not_allowed."""
+    origin = request.headers.get("Origin")
+    if stream.cors is None or origin is None or origin in stream.cors.allowed_origins:
+        return
+    raise Rejection(
+        Reason.ORIGIN_NOT_ALLOWED, f"origin {origin!r} may not send to stream {stream.name!r}"
+    )
+
+
+def allow_headers(stream: Stream | None, request: web.Request) -> dict[str, str]:
+    """The CORS headers of a response to an allowed origin (none otherwise)."""
+    origin = request.headers.get("Origin")
+    if stream is None or stream.cors is None or origin not in stream.cors.allowed_origins:
+        return {}
+    return _allow(origin)
+
+
+def preflight_origins(rules: Rules, dialect: str, stream: Stream | None) -> frozenset[str] | None:
+    """The origins a preflight may come from; None when no stream in play uses CORS."""
+    if stream is not None:
+        return stream.cors.allowed_origins if stream.cors else None
+    origins = frozenset(
+        origin
+        for s in rules.streams
+        if s.dialect == dialect and s.cors is not None
+        for origin in s.cors.allowed_origins
+    )
+    return origins or None
+
+
+def preflight_reply(origins: frozenset[str], request: web.Request) -> Reply:
+    """204 with the CORS grant for an allowed origin. Rejects: origin_not_allowed."""
+    origin = request.headers.get("Origin")
+    if origin is None or origin not in origins:
+        raise Rejection(Reason.ORIGIN_NOT_ALLOWED, f"origin {origin!r} is not allowed")
+    headers = {
+        **_allow(origin),
+        "Access-Control-Allow-Methods": "POST, OPTIONS",
+        "Access-Control-Max-Age": str(MAX_AGE_SECONDS),
+    }
+    requested = request.headers.get("Access-Control-Request-Headers", "").strip()
+    if requested and len(requested) <= MAX_ALLOWED_HEADERS and _HEADER_LIST.match(requested):
+        headers["Access-Control-Allow-Headers"] = requested
+    return Reply(204, b"", headers)
+
+
+def _allow(origin: str) -> dict[str, str]:
+    return {
+        "Access-Control-Allow-Origin": origin,
+        "Access-Control-Allow-Credentials": "true",
+        "Vary": "Origin",
+    }
