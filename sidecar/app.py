@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import signal
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -24,7 +25,7 @@ PIPELINE = web.AppKey("pipeline", Pipeline)
 MAX_HEADER_FIELD_BYTES = 128 * 1024
 DRAIN_GRACE_SECONDS = 5  # in-flight requests get the upstream timeout plus this to finish
 
-__all__ = ["admin_app", "serve", "tracking_app"]
+__all__ = ["admin_app", "event_loop_policy", "run", "serve", "tracking_app"]
 
 
 def tracking_app(holder: RulesHolder, metrics: Metrics) -> web.Application:
@@ -89,6 +90,25 @@ async def serve(path: Path, rules: Rules) -> None:
     await tracking.cleanup()  # closes the listener, waits (bounded) for in-flight requests
     await admin.cleanup()
     logs.event("stopped")
+
+
+def event_loop_policy() -> asyncio.AbstractEventLoopPolicy:
+    """uvloop when installed (unless TRACKGATE_EVENT_LOOP=asyncio), else asyncio's own."""
+    if os.environ.get("TRACKGATE_EVENT_LOOP", "uvloop") == "uvloop":
+        try:
+            import uvloop  # noqa: PLC0415 - optional: faster, but trackgate runs without it
+
+            policy: asyncio.AbstractEventLoopPolicy = uvloop.EventLoopPolicy()
+            return policy
+        except ImportError:
+            pass
+    return asyncio.DefaultEventLoopPolicy()
+
+
+def run(path: Path, rules: Rules) -> None:
+    """`trackgate serve`: serve until stopped, on the chosen event loop."""
+    with asyncio.Runner(loop_factory=event_loop_policy().new_event_loop) as runner:
+        runner.run(serve(path, rules))
 
 
 def _spawn(tasks: set[asyncio.Task[bool]], reloader: Reloader) -> None:

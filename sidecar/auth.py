@@ -14,7 +14,7 @@ import hashlib
 import hmac
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from enum import Enum
+from enum import StrEnum
 
 from multidict import CIMultiDictProxy
 
@@ -25,7 +25,7 @@ from sidecar.tokens import TokenVerifier
 SECRET_HEADER = "X-Stream-Secret"
 
 
-class TokenState(Enum):
+class TokenState(StrEnum):
     ABSENT = "absent"
     VALID = "valid"
     INVALID = "invalid"

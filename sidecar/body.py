@@ -12,12 +12,16 @@ import math
 import zlib
 from typing import Any
 
+import orjson
 from aiohttp import web
 
 from sidecar.errors import Reason, Rejection
 
 _JSON_TYPES = ("application/json", "text/plain", "")
 _CHUNK = 64 * 1024
+_DIGITS_TO_ZERO = bytes.maketrans(b"123456789", b"000000000")
+_LONG_NUMBER = b"0" * 20  # may not fit in 64 bits: parsed exactly by the stdlib
+_QUOTE_THEN_SPACE = (b'" ', b'"\t', b'"\n', b'"\r')
 
 
 class Body:
@@ -97,7 +101,34 @@ def check_content_type(content_type: str) -> None:
 
 
 def parse_json(body: bytes) -> Any:
-    """The JSON document in `body`. Rejects: malformed_payload."""
+    """The JSON document in `body`. Rejects: malformed_payload.
+
+    The fast path (orjson) takes bodies with no backslash, no quote followed by
+    whitespace and no run of 20 digits (integers orjson would turn into floats).
+    In such a body no string holds a quote and every key touches its colon, so
+    `":` occurs once per key plus once per string value starting with `:`, and
+    the same holds for orjson's re-serialisation: the counts differ exactly when
+    a duplicate key was dropped. Every other body, and any mismatch, goes to the
+    strict stdlib parser, which refuses duplicate keys itself.
+    """
+    if _fast_path_applies(body):
+        try:
+            document = orjson.loads(body)
+        except orjson.JSONDecodeError:
+            pass
+        else:
+            if body.count(b'":') == orjson.dumps(document).count(b'":'):
+                return document
+    return _parse_strict(body)
+
+
+def _fast_path_applies(body: bytes) -> bool:
+    if b"\\" in body or any(spaced in body for spaced in _QUOTE_THEN_SPACE):
+        return False
+    return _LONG_NUMBER not in body.translate(_DIGITS_TO_ZERO)
+
+
+def _parse_strict(body: bytes) -> Any:
     try:
         return json.loads(
             body,
@@ -134,6 +165,10 @@ def _too_large(limit: int) -> Rejection:
 
 def dump_json(document: Any) -> bytes:
     """Compact UTF-8 JSON; key order and unicode kept as parsed."""
+    try:
+        return orjson.dumps(document)
+    except TypeError:  # integers past 64 bits or lone surrogates: the stdlib keeps them
+        pass
     text = json.dumps(document, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
     try:
         return text.encode()

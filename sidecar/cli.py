@@ -119,13 +119,13 @@ def _load(path: Path) -> Rules | None:
 
 
 def _serve(args: argparse.Namespace) -> int:
-    from sidecar.app import serve  # noqa: PLC0415 - only `serve` needs the server stack
+    from sidecar.app import run  # noqa: PLC0415 - only `serve` needs the server stack
 
     rules = _load(args.config)
     if rules is None:
         return 1
     logs.configure()
-    asyncio.run(serve(args.config, rules))
+    run(args.config, rules)
     return 0
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from enum import Enum
+from enum import StrEnum
 from types import MappingProxyType
 
 from sidecar.errors import Reason
@@ -18,7 +18,7 @@ from sidecar.rules import SetName
 _EMPTY: Mapping[SetName, tuple[str, ...]] = MappingProxyType({})
 
 
-class Kind(Enum):
+class Kind(StrEnum):
     """What a command does."""
 
     EVENT = "event"  # customer ids + event type + event properties

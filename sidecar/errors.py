@@ -8,11 +8,11 @@ HTTP status belongs to the code, so it is decided here and nowhere else.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from enum import Enum
+from enum import StrEnum
 from pathlib import Path
 
 
-class Reason(Enum):
+class Reason(StrEnum):
     """A rejection reason: its value is the wire code, `status` its HTTP status."""
 
     UNKNOWN_ENDPOINT = "unknown_endpoint"

@@ -8,6 +8,7 @@ The collector's body is relayed byte for byte (no decompression).
 from __future__ import annotations
 
 import asyncio
+import functools
 from collections.abc import Mapping
 
 import aiohttp
@@ -70,7 +71,7 @@ async def forward(
             data=body,
             headers=headers,
             allow_redirects=False,
-            timeout=aiohttp.ClientTimeout(total=upstream.timeout_seconds),
+            timeout=_timeout(upstream.timeout_seconds),
         ) as response:
             content = await response.read()
             return Reply(response.status, content, response_headers(response.headers))
@@ -81,6 +82,11 @@ async def forward(
         ) from None
     except (aiohttp.ClientError, OSError, asyncio.IncompleteReadError):
         raise Rejection(Reason.UPSTREAM_UNAVAILABLE, "the collector is unreachable") from None
+
+
+@functools.lru_cache(maxsize=8)
+def _timeout(seconds: float) -> aiohttp.ClientTimeout:
+    return aiohttp.ClientTimeout(total=seconds)
 
 
 def forward_headers(

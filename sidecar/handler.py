@@ -12,10 +12,11 @@ Any other exception is a 500 `internal_error` and nothing is forwarded.
 
 from __future__ import annotations
 
+import itertools
 import logging
 import re
+import secrets
 import time
-import uuid
 from collections.abc import Mapping, Sequence
 
 import aiohttp
@@ -39,6 +40,8 @@ from sidecar.streams import find_stream, named_stream
 from sidecar.tokens import TokenVerifier
 
 _REQUEST_ID = re.compile(r"^[\x21-\x7e]{1,128}$")
+_ID_PREFIX = secrets.token_hex(8)
+_ID_COUNTER = itertools.count()
 _FALLBACK_DIALECT = DIALECTS["bloomreach"]
 
 
@@ -182,16 +185,22 @@ def check_method(request: web.Request) -> None:
 
 
 def record_decision(exchange: Exchange, decision: Decision) -> None:
-    """Copy what metrics and logs need from the decision (names and codes only)."""
+    """Copy what metrics and logs need from the decision (names and codes only).
+    Commands of one shape share one verdict object, so verdicts are tallied first."""
     exchange.would_reject.extend(decision.would_reject)
+    tally: dict[int, tuple[Verdict, int]] = {}
     for verdict in decision.verdicts:
-        exchange.would_reject.extend(verdict.would_reject)
+        seen = tally.get(id(verdict))
+        tally[id(verdict)] = (verdict, seen[1] + 1 if seen else 1)
+    for verdict, count in tally.values():
+        exchange.would_reject.extend(verdict.would_reject * count)
         if not verdict.forwarded:
-            exchange.command_reasons.append(verdict.reason or Reason.INTERNAL_ERROR)
+            exchange.command_reasons.extend([verdict.reason or Reason.INTERNAL_ERROR] * count)
             continue
-        exchange.commands_forwarded += 1
+        exchange.commands_forwarded += count
         for set_name, names in verdict.stripped.items():
-            exchange.stripped.update((set_name, name) for name in names)
+            for name in names:
+                exchange.stripped[(set_name, name)] += count
 
 
 def rejection_reply(endpoint: Endpoint | None, rejection: Rejection) -> Reply:
@@ -236,5 +245,9 @@ def _token_result(principal: Principal) -> str | None:
 
 
 def _request_id(request: web.Request) -> str:
-    given = request.headers.get("X-Request-Id", "")
-    return given if _REQUEST_ID.match(given) else uuid.uuid4().hex
+    """The client's X-Request-Id when it is sane, else a new one: a random
+    per-process prefix and a counter (unique, and cheaper than uuid4)."""
+    given = request.headers.get("X-Request-Id")
+    if given is not None and _REQUEST_ID.match(given):
+        return given
+    return f"{_ID_PREFIX}{next(_ID_COUNTER):016x}"

@@ -1,8 +1,8 @@
 """Structured logs: one JSON object per line on stdout (SPEC §6.4).
 
 `access` writes the request log from an `Exchange`, which holds no secret,
-token, customer id value or payload. Other events (loads, reload failures,
-errors) go through `event`.
+token, customer id value or payload (names, counts and codes only). Other
+events (loads, reload failures, errors) go through `event` and `logging`.
 """
 
 from __future__ import annotations
@@ -11,11 +11,12 @@ import json
 import logging
 import sys
 import time
-from typing import Any
+from typing import Any, TextIO
+
+import orjson
 
 from sidecar.exchange import Exchange
 
-ACCESS = logging.getLogger("trackgate.access")
 EVENTS = logging.getLogger("trackgate")
 
 
@@ -50,27 +51,48 @@ def event(name: str, level: int = logging.INFO, **fields: Any) -> None:
     EVENTS.log(level, name, extra={"fields": fields})
 
 
+class AccessLog:
+    """Writes the access-log line of each finished request (one JSON object a line).
+
+    Written straight to the stream rather than through `logging`: it is on every
+    request's path, and a log record plus a formatter cost more than the line.
+    """
+
+    def __init__(self, stream: TextIO | None = None) -> None:
+        self.stream = stream
+
+    def write(self, exchange: Exchange) -> None:
+        stripped: dict[str, int] = {}
+        for (set_name, _), count in exchange.stripped.items():
+            stripped[set_name] = stripped.get(set_name, 0) + count
+        line = {
+            "time": _now(),
+            "level": "info",
+            "event": "request",
+            "request_id": exchange.request_id,
+            "stream": exchange.stream_name,
+            "dialect": exchange.dialect,
+            "endpoint": exchange.endpoint,
+            "status": exchange.status,
+            "outcome": exchange.outcome,
+            "reason": exchange.reason,
+            "commands_forwarded": exchange.commands_forwarded,
+            "commands_rejected": exchange.commands_rejected,
+            "stripped": stripped,
+            "duration_ms": round((time.monotonic() - exchange.started) * 1000, 3),
+            "upstream_status": exchange.upstream_status,
+        }
+        (self.stream or sys.stdout).write(orjson.dumps(line).decode() + "\n")
+
+
+ACCESS_LOG = AccessLog()
+
+
 def access(exchange: Exchange) -> None:
     """The access-log line of one finished request."""
-    stripped: dict[str, int] = {}
-    for (set_name, _), count in exchange.stripped.items():
-        stripped[set_name.value] = stripped.get(set_name.value, 0) + count
-    ACCESS.info(
-        "request",
-        extra={
-            "fields": {
-                "request_id": exchange.request_id,
-                "stream": exchange.stream_name,
-                "dialect": exchange.dialect,
-                "endpoint": exchange.endpoint,
-                "status": exchange.status,
-                "outcome": exchange.outcome,
-                "reason": exchange.reason.value if exchange.reason else None,
-                "commands_forwarded": exchange.commands_forwarded,
-                "commands_rejected": exchange.commands_rejected,
-                "stripped": stripped,
-                "duration_ms": round((time.monotonic() - exchange.started) * 1000, 3),
-                "upstream_status": exchange.upstream_status,
-            }
-        },
-    )
+    ACCESS_LOG.write(exchange)
+
+
+def _now() -> str:
+    now = time.time()
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(now)) + f".{int(now % 1 * 1000):03d}Z"

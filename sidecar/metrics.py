@@ -8,6 +8,7 @@ client-supplied string.
 from __future__ import annotations
 
 import time
+from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
@@ -68,30 +69,39 @@ class Metrics:
         self.in_flight = Gauge(
             "trackgate_in_flight_requests", "Requests being handled.", registry=r
         )
+        self._children: dict[tuple[Any, ...], Any] = {}
 
     def observe(self, exchange: Exchange) -> None:
         """Record one finished request."""
         stream = exchange.stream_name
-        self.requests.labels(stream, exchange.dialect or "_unknown", exchange.outcome).inc()
+        child = self._child
+        child(self.requests, stream, exchange.dialect or "_unknown", exchange.outcome).inc()
         for reason in exchange.rejection_reasons:
-            self.rejections.labels(stream, reason.value).inc()
+            child(self.rejections, stream, reason).inc()
         if exchange.commands_rejected:
-            self.commands.labels(stream, "rejected").inc(exchange.commands_rejected)
+            child(self.commands, stream, "rejected").inc(exchange.commands_rejected)
         if exchange.commands_forwarded:
-            self.commands.labels(stream, "forwarded").inc(exchange.commands_forwarded)
+            child(self.commands, stream, "forwarded").inc(exchange.commands_forwarded)
         for (set_name, name), count in exchange.stripped.items():
             listed = exchange.stream is not None and name in (
                 exchange.stream.permissions.of(set_name).listed
             )
-            label = name if listed else UNDEFINED_NAME
-            self.stripped.labels(stream, set_name.value, label).inc(count)
+            child(self.stripped, stream, set_name, name if listed else UNDEFINED_NAME).inc(count)
         if exchange.token_result is not None:
-            self.jwt_verifications.labels(stream, exchange.token_result).inc()
+            child(self.jwt_verifications, stream, exchange.token_result).inc()
         for reason in exchange.would_reject:
-            self.would_reject.labels(stream, reason.value).inc()
-        self.request_duration.labels(stream).observe(time.monotonic() - exchange.started)
+            child(self.would_reject, stream, reason).inc()
+        child(self.request_duration, stream).observe(time.monotonic() - exchange.started)
         if exchange.upstream_seconds is not None:
             self.upstream_duration.observe(exchange.upstream_seconds)
+
+    def _child(self, metric: Any, *labels: str) -> Any:
+        """`metric.labels(*labels)`, remembered: label values are bounded, so is this."""
+        key = (id(metric), *labels)
+        found = self._children.get(key)
+        if found is None:
+            found = self._children[key] = metric.labels(*labels)
+        return found
 
     def rules_loaded(self, rules: Rules, previous: Rules | None) -> None:
         """A rules version became active."""

@@ -52,7 +52,10 @@ def decide(stream: Stream, principal: Principal, commands: Sequence[Command]) ->
         return Decision((), rejection)
     if principal.token is TokenState.INVALID:
         principal = Principal()  # a failed token signs nothing
-    verdicts = tuple(_Judge(stream, principal, mode).command(c) for c in commands)
+    judge = _Judge(stream, principal, mode)
+    verdicts = tuple(
+        judge.memoized(c) if not principal.signed else judge.command(c) for c in commands
+    )
     if rejection is not None:  # monitor: enforce would have stopped at the request level
         verdicts = tuple(replace(v, would_reject=()) for v in verdicts)
         return Decision(verdicts, would_reject=(rejection.reason,))
@@ -99,6 +102,9 @@ def _contradicts(signed: Mapping[str, str], commands: Sequence[Command]) -> bool
     )
 
 
+MEMO_SIZE = 4096  # distinct command shapes remembered per stream
+
+
 class _Judge:
     """Judges the commands of one request against one stream's permissions."""
 
@@ -106,6 +112,25 @@ class _Judge:
         self.stream = stream
         self.principal = principal
         self.mode = mode
+
+    def memoized(self, command: Command) -> Verdict:
+        """`command`, for an unsigned principal: its verdict then depends only on names,
+        so commands of the same shape (a batch of page views) are judged once."""
+        key = (
+            command.kind,
+            command.event_type,
+            tuple(command.customer_ids),
+            command.customer_properties,
+            command.event_properties,
+            command.malformed,
+        )
+        memo = self.stream.verdicts
+        verdict: Verdict | None = memo.get(key)
+        if verdict is None:
+            if len(memo) >= MEMO_SIZE:
+                memo.clear()
+            verdict = memo[key] = self.command(command)
+        return verdict
 
     def command(self, command: Command) -> Verdict:
         """One command: event type → customer ids → properties; the first rejection wins."""

@@ -8,13 +8,13 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from enum import Enum
+from enum import StrEnum
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
 
-class Access(Enum):
+class Access(StrEnum):
     """How a name in a permission set is treated."""
 
     ALLOW = "allow"
@@ -22,7 +22,7 @@ class Access(Enum):
     DENY = "deny"
 
 
-class SetName(Enum):
+class SetName(StrEnum):
     """The permission sets of a stream; values are the config keys and metric labels."""
 
     CUSTOMER_IDS = "customer_ids"
@@ -31,12 +31,12 @@ class SetName(Enum):
     EVENT_PROPERTIES = "event_properties"
 
 
-class StreamType(Enum):
+class StreamType(StrEnum):
     PUBLIC = "public"
     PRIVATE = "private"
 
 
-class Enforcement(Enum):
+class Enforcement(StrEnum):
     """JWT validation mode of a public stream."""
 
     OFF = "off"
@@ -70,13 +70,8 @@ class Permissions:
     event_properties: PermissionSet
 
     def of(self, name: SetName) -> PermissionSet:
-        """The set called `name`."""
-        return {
-            SetName.CUSTOMER_IDS: self.customer_ids,
-            SetName.EVENT_TYPES: self.event_types,
-            SetName.CUSTOMER_PROPERTIES: self.customer_properties,
-            SetName.EVENT_PROPERTIES: self.event_properties,
-        }[name]
+        """The set called `name` (the SetName values are the field names)."""
+        return getattr(self, name)  # type: ignore[no-any-return]
 
     def uses_signed_only(self) -> bool:
         """True when any set lists a name, or defaults, to `signed_only`."""
@@ -162,6 +157,9 @@ class Stream:
     cors: Cors | None = None
     debug_headers: bool = False
     limits: Limits = field(default_factory=Limits)
+    # Verdicts of unsigned commands by shape, filled by the policy: a pure function's
+    # memo, per rules version (a reload makes new Stream objects, so it never goes stale).
+    verdicts: dict[Any, Any] = field(default_factory=dict, compare=False, repr=False)
 
     @property
     def enforcement(self) -> Enforcement:

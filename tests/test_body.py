@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import gzip
+import json
 import tracemalloc
 import zlib
+from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from sidecar.body import dump_json, gunzip, parse_json
+from sidecar.body import _parse_strict, dump_json, gunzip, parse_json
 from sidecar.errors import Reason, Rejection
 
 
@@ -58,3 +62,58 @@ def test_dump_keeps_order_unicode_and_big_numbers() -> None:
 def test_dump_survives_lone_surrogates() -> None:
     document = parse_json(b'{"a":"\\ud800"}')
     assert parse_json(dump_json(document)) == document
+
+
+# -- the fast JSON path agrees with the strict parser, duplicates included -------------
+
+KEYS = st.sampled_from(["a", "b", "é", 'q"t', "back\\slash", "c:d", " s ", "1"])
+SCALARS = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(-(2**70), 2**70),
+    st.floats(allow_nan=False, allow_infinity=False),
+    st.text(alphabet='ab":\\ é\n', max_size=6),
+)
+VALUES = st.recursive(SCALARS, lambda inner: st.one_of(
+    st.lists(inner, max_size=4), st.lists(st.tuples(KEYS, inner), max_size=4)), max_leaves=12)  # fmt: skip
+# Documents the fast path takes (no backslash, no quote before whitespace, short numbers):
+PLAIN_KEYS = st.sampled_from(["a", "b", "é", "c:d", ":", "1"])
+PLAIN_SCALARS = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(-(2**63), 2**63 - 1),
+    st.text(alphabet="ab:é,}{[", max_size=5),
+)
+PLAIN_VALUES = st.recursive(PLAIN_SCALARS, lambda inner: st.one_of(
+    st.lists(inner, max_size=4), st.lists(st.tuples(PLAIN_KEYS, inner), max_size=4)), max_leaves=12)  # fmt: skip
+
+
+def render(value: object, spaced: bool) -> str:
+    """JSON text; lists of pairs become objects and may repeat a key (dumps never would)."""
+    colon, comma = (" : ", " , ") if spaced else (":", ",")
+    if isinstance(value, list) and value and all(isinstance(p, tuple) for p in value):
+        return "{" + comma.join(json.dumps(k) + colon + render(v, spaced) for k, v in value) + "}"
+    if isinstance(value, list):
+        return "[" + comma.join(render(v, spaced) for v in value) + "]"
+    return json.dumps(value)
+
+
+def outcome(parse: Any, raw: bytes) -> object:
+    try:
+        return ("ok", json.dumps(parse(raw), sort_keys=True))
+    except Rejection as rejection:
+        return ("rejected", rejection.reason)
+
+
+@settings(max_examples=600, deadline=None)
+@given(VALUES, st.booleans())
+def test_fast_and_strict_json_paths_agree(value: object, spaced: bool) -> None:
+    raw = render(value, spaced).encode()
+    assert outcome(parse_json, raw) == outcome(_parse_strict, raw)
+
+
+@settings(max_examples=600, deadline=None)
+@given(PLAIN_VALUES)
+def test_fast_and_strict_json_paths_agree_on_fast_path_documents(value: object) -> None:
+    raw = render(value, spaced=False).encode()
+    assert outcome(parse_json, raw) == outcome(_parse_strict, raw)

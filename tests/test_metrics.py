@@ -11,7 +11,7 @@ import aiohttp
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from sidecar.logs import JsonLines
+from sidecar.logs import ACCESS_LOG, JsonLines
 from tests.conftest import StartSidecar
 from tests.harness import BACKEND_ID, BACKEND_SECRET, Collector, Sidecar
 from tests.http import batch_url, event, events_url, post
@@ -44,14 +44,16 @@ def value(
 
 @pytest.fixture
 def log_lines() -> Iterator[io.StringIO]:
-    """The JSON lines trackgate's loggers write, formatted as in production."""
+    """The JSON lines trackgate writes (access log and events), as in production."""
     stream = io.StringIO()
     handler = logging.StreamHandler(stream)
     handler.setFormatter(JsonLines())
     logger = logging.getLogger("trackgate")
     logger.addHandler(handler)
     logger.setLevel(logging.INFO)
+    ACCESS_LOG.stream = stream
     yield stream
+    ACCESS_LOG.stream = None
     logger.removeHandler(handler)
 
 

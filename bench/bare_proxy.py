@@ -1,0 +1,49 @@
+"""The bare aiohttp pass-through proxy: the limit of this stack (benchmark baseline).
+
+Same aiohttp, same event loop choice as trackgate, one process, one shared
+keep-alive client session; it reads the body, forwards it, relays the answer.
+No checks, no parsing, no metrics, no logs.
+
+    python bench/bare_proxy.py LISTEN_PORT UPSTREAM_URL
+"""
+
+from __future__ import annotations
+
+import sys
+
+import aiohttp
+from aiohttp import web
+
+from sidecar.app import event_loop_policy
+
+SESSION = web.AppKey("session", aiohttp.ClientSession)
+
+
+async def relay(request: web.Request) -> web.Response:
+    body = await request.read()
+    headers = {"Content-Type": request.headers.get("Content-Type", "application/json")}
+    async with request.app[SESSION].request(
+        request.method, request.app["upstream"] + request.path_qs, data=body, headers=headers
+    ) as response:
+        return web.Response(status=response.status, body=await response.read(),
+                            content_type=response.content_type)
+
+
+async def session_context(app: web.Application):  # type: ignore[no-untyped-def]
+    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=256)) as session:
+        app[SESSION] = session
+        yield
+
+
+def main() -> None:
+    port, upstream = int(sys.argv[1]), sys.argv[2].rstrip("/")
+    app = web.Application()
+    app["upstream"] = upstream
+    app.cleanup_ctx.append(session_context)
+    app.router.add_route("*", "/{tail:.*}", relay)
+    web.run_app(app, host="127.0.0.1", port=port, access_log=None, print=None,
+                loop=event_loop_policy().new_event_loop())
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,364 @@
+"""trackgate's benchmark: one machine, one run, every row measured against baselines.
+
+Rows (each with wrk, a fixed duration, several repetitions, medians):
+  upstream   nginx answering {"success":true} directly
+  nginx      nginx proxy_pass, keep-alive upstream pool, 1 worker  (a proxy hop's limit)
+  bare       a bare aiohttp pass-through proxy, 1 process           (this stack's limit)
+  trackgate  1 process, on four workloads:
+             a) public stream, allowed event, no token
+             b) signed-only event, the same valid HS256 JWT every time (cache path)
+             c) a 50-command batch with stripping and 10 % rejected commands
+             d) signed-only event, a different RS256 JWT every request (cache misses)
+nginx and bare are measured with each workload's request too, so every ratio
+compares like with like. Each row also gets its latency at 1 connection (the
+latency a hop adds) and at ~50 % of its measured capacity, and its peak RSS.
+
+    python bench/run.py [--duration 5] [--repeat 3] [--connections 50] [--tokens 40000]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import jwt
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
+
+BENCH = Path(__file__).resolve().parent
+ROOT = BENCH.parent
+RESULTS = BENCH / "results"
+HS256_SECRET = "bench-hs256-secret-0123456789abcdef"
+BATCH_RESULTS = json.dumps({"success": True, "results": [{"success": True}] * 45})
+EVENT = {"customer_ids": {"cookie": "c-123"}, "event_type": "page_visit",
+         "timestamp": 1700000000.5, "properties": {"path": "/", "title": "Home"}}  # fmt: skip
+SIGNED = {**EVENT, "customer_ids": {"cookie": "c-123", "registered": "u-1"}, "event_type": "purchase"}
+
+
+def batch_body() -> dict[str, Any]:
+    """50 commands: 45 view_item with a denied id and property to strip, 5 denied."""
+    kept = {"customer_ids": {"cookie": "c-1", "phone_id": "+15550100"}, "event_type": "view_item",
+            "timestamp": 1700000000.5, "properties": {"sku": "X-1", "price": 9.5, "card_number": "4111"}}  # fmt: skip
+    denied = {**kept, "event_type": "internal_debug"}
+    commands = [{"name": "customers/events", "data": denied if i % 10 == 9 else kept} for i in range(50)]
+    return {"commands": commands}
+
+
+@dataclass
+class Workload:
+    name: str
+    path: str
+    body: dict[str, Any]
+    token: str = ""  # "hs256": one token; "rs256": a different token each request
+
+
+WORKLOADS = [
+    Workload("a", "/track/u/v1/customers/events?stream_id=bench-web", EVENT),
+    Workload("b", "/track/u/v1/customers/events?stream_id=bench-web", SIGNED, "hs256"),
+    Workload("c", "/track/u/v1/batch?stream_id=bench-web", batch_body()),
+    Workload("d", "/track/u/v1/customers/events?stream_id=bench-web", SIGNED, "rs256"),
+]
+
+
+@dataclass
+class Row:
+    system: str
+    workload: str
+    rps: float = 0.0
+    p50_ms: float = 0.0
+    p99_ms: float = 0.0
+    one_conn_p50_ms: float = 0.0
+    one_conn_p99_ms: float = 0.0
+    half_load_rps: float = 0.0
+    half_load_p50_ms: float = 0.0
+    half_load_p99_ms: float = 0.0
+    peak_rss_mb: float = 0.0
+    errors: int = 0
+    runs: list[dict[str, Any]] = field(default_factory=list)
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def wait_port(port: int, timeout: float = 20) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with socket.socket() as probe:
+            if probe.connect_ex(("127.0.0.1", port)) == 0:
+                return
+        time.sleep(0.05)
+    raise RuntimeError(f"nothing listens on 127.0.0.1:{port}")
+
+
+def peak_rss_mb(pids: list[int]) -> float:
+    """The largest VmHWM (peak resident set) among `pids`, in MB."""
+    peak = 0
+    for pid in pids:
+        try:
+            for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+                if line.startswith("VmHWM:"):
+                    peak = max(peak, int(line.split()[1]))
+        except OSError:
+            continue
+    return peak / 1024
+
+
+def children(pid: int) -> list[int]:
+    found = []
+    for status in Path("/proc").glob("[0-9]*/status"):
+        try:
+            fields = dict(line.split(":\t", 1) for line in status.read_text().splitlines() if ":\t" in line)
+        except OSError:
+            continue
+        if fields.get("PPid", "").strip() == str(pid):
+            found.append(int(status.parent.name))
+    return found
+
+
+@contextmanager
+def process(args: list[str], port: int, env: dict[str, str] | None = None) -> Iterator[subprocess.Popen[bytes]]:
+    proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            env={**os.environ, **(env or {})}, cwd=ROOT)  # fmt: skip
+    try:
+        wait_port(port)
+        yield proc
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+
+
+def nginx_conf(directory: Path, port: int, body: str) -> Path:
+    conf = directory / f"nginx-{port}.conf"
+    conf.write_text(f"""
+worker_processes 1;
+daemon off;
+pid {directory}/nginx-{port}.pid;
+error_log {directory}/nginx-{port}.log warn;
+events {{ worker_connections 4096; }}
+http {{
+  access_log off;
+  keepalive_requests 1000000;
+  client_body_temp_path {directory}/body-{port};
+  proxy_temp_path {directory}/proxy-{port};
+  fastcgi_temp_path {directory}/fcgi-{port};
+  uwsgi_temp_path {directory}/uwsgi-{port};
+  scgi_temp_path {directory}/scgi-{port};
+  {body}
+}}
+""")
+    return conf
+
+
+def upstream_body(port: int) -> str:
+    return f"""server {{
+    listen 127.0.0.1:{port} reuseport;
+    location = /track/u/v1/batch {{ default_type application/json; return 200 '{BATCH_RESULTS}'; }}
+    location / {{ default_type application/json; return 200 '{{"success":true}}'; }}
+  }}"""
+
+
+def proxy_body(port: int, upstream: int) -> str:
+    return f"""upstream collector {{ server 127.0.0.1:{upstream}; keepalive 64; }}
+  server {{
+    listen 127.0.0.1:{port};
+    location / {{
+      proxy_pass http://collector;
+      proxy_http_version 1.1;
+      proxy_set_header Connection "";
+    }}
+  }}"""
+
+
+def trackgate_rules(directory: Path, port: int, admin: int, upstream: int) -> Path:
+    path = directory / "rules.yaml"
+    path.write_text(f"""
+version: 1
+server:
+  listen: "127.0.0.1:{port}"
+  admin_listen: "127.0.0.1:{admin}"
+  shutdown_delay_seconds: 0
+  upstream: {{url: "http://127.0.0.1:{upstream}", timeout_seconds: 10, max_connections: 256}}
+streams:
+  - name: web
+    id: bench-web
+    type: public
+    jwt:
+      enforcement: enforce
+      keys:
+        - {{kid: hs, alg: HS256, secret: {{env: BENCH_HS256}}}}
+        - {{kid: rs, alg: RS256, public_key: {{file: {directory / "rs256.pem"}}}}}
+    customer_ids: {{default: deny, allow: [cookie], signed_only: [registered], deny: [phone_id]}}
+    event_types: {{default: deny, allow: [page_visit, view_item], signed_only: [purchase]}}
+    customer_properties: {{default: deny, allow: [first_name]}}
+    event_properties: {{default: allow, deny: [card_number]}}
+""")
+    return path
+
+
+def rs256_tokens(count: int, directory: Path) -> Path:
+    """`count` distinct RS256 tokens (cached in bench/results with their key)."""
+    RESULTS.mkdir(exist_ok=True)
+    key_file, tokens_file = RESULTS / "rs256.key", RESULTS / f"tokens-rs256-{count}.txt"
+    if key_file.exists():
+        key = serialization.load_pem_private_key(key_file.read_bytes(), password=None)
+    else:
+        key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+        key_file.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                               serialization.NoEncryption()))  # fmt: skip
+        tokens_file.unlink(missing_ok=True)
+    (directory / "rs256.pem").write_bytes(key.public_key().public_bytes(  # type: ignore[union-attr]
+        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo))  # fmt: skip
+    if not tokens_file.exists():
+        print(f"minting {count} RS256 tokens (cached for later runs)...", flush=True)
+        exp = int(time.time()) + 80 * 86400
+        tokens = [jwt.encode({"ids": {"registered": "u-1"}, "exp": exp, "n": n}, key, "RS256",  # type: ignore[arg-type]
+                             headers={"kid": "rs"}) for n in range(count)]  # fmt: skip
+        tokens_file.write_text("\n".join(tokens) + "\n")
+    return tokens_file
+
+
+class Bench:
+    def __init__(self, args: argparse.Namespace, directory: Path) -> None:
+        self.args = args
+        self.directory = directory
+        self.token_offset = 0
+        self.tokens_file = rs256_tokens(args.tokens, directory)
+        self.token_count = sum(1 for _ in self.tokens_file.open())
+        hs256 = jwt.encode({"ids": {"registered": "u-1"}, "exp": int(time.time()) + 80 * 86400},
+                           HS256_SECRET, "HS256", headers={"kid": "hs"})  # fmt: skip
+        (directory / "hs256.txt").write_text(hs256 + "\n")
+
+    def wrk(self, url: str, workload: Workload, connections: int, seconds: float, delay_ms: float = 0) -> dict[str, Any]:
+        body = self.directory / f"body-{workload.name}.json"
+        body.write_text(json.dumps(workload.body))
+        tokens = {"hs256": str(self.directory / "hs256.txt"), "rs256": str(self.tokens_file)}.get(workload.token, "")
+        env = {**os.environ, "BENCH_PATH": workload.path, "BENCH_BODY": str(body), "BENCH_TOKENS": tokens,
+               "BENCH_DELAY_MS": str(delay_ms), "BENCH_OFFSET": str(self.token_offset)}  # fmt: skip
+        out = subprocess.run(
+            ["wrk", "-t1", f"-c{connections}", f"-d{max(1, round(seconds))}s", "--timeout", "10s", "-s", str(BENCH / "request.lua"), url],
+            capture_output=True, text=True, env=env, check=True,
+        )  # fmt: skip
+        result: dict[str, Any] = json.loads(out.stdout.strip().splitlines()[-1])
+        if workload.token == "rs256":
+            self.token_offset += result["requests"]
+        return result
+
+    def measure(self, system: str, url: str, workload: Workload, pids: list[int]) -> Row:
+        args = self.args
+        self.wrk(url, workload, args.connections, 1)  # warm-up
+        runs = [self.wrk(url, workload, args.connections, args.duration) for _ in range(args.repeat)]
+        row = Row(system, workload.name, runs=runs)
+        row.rps = statistics.median(r["requests"] / (r["duration_us"] / 1e6) for r in runs)
+        row.p50_ms = statistics.median(r["p50_us"] for r in runs) / 1000
+        row.p99_ms = statistics.median(r["p99_us"] for r in runs) / 1000
+        row.errors = sum(r["errors"] + r["status_errors"] for r in runs)
+        single = self.wrk(url, workload, 1, max(1.0, args.duration / 2))
+        row.one_conn_p50_ms, row.one_conn_p99_ms = single["p50_us"] / 1000, single["p99_us"] / 1000
+        paced_connections = 10
+        delay = 1000 * paced_connections / max(row.rps * 0.5, 1)
+        half = self.wrk(url, workload, paced_connections, max(1.0, args.duration / 2), delay_ms=delay)
+        row.half_load_rps = half["requests"] / (half["duration_us"] / 1e6)
+        row.half_load_p50_ms, row.half_load_p99_ms = half["p50_us"] / 1000, half["p99_us"] / 1000
+        row.peak_rss_mb = peak_rss_mb(pids)
+        print(f"  {system:<10} {workload.name}  {row.rps:9.0f} req/s  p50 {row.p50_ms:6.2f} ms  "
+              f"p99 {row.p99_ms:6.2f} ms  rss {row.peak_rss_mb:5.1f} MB  errors {row.errors}", flush=True)  # fmt: skip
+        return row
+
+
+def run(args: argparse.Namespace) -> dict[str, Any]:
+    for tool in ("nginx", "wrk"):
+        if shutil.which(tool) is None:
+            sys.exit(f"bench: {tool} is not installed; `make bench` installs nginx and wrk with "
+                     "apt-get when it runs as root — install them and retry")  # fmt: skip
+    directory = Path(tempfile.mkdtemp(prefix="trackgate-bench-"))
+    bench = Bench(args, directory)
+    rows: list[Row] = []
+    up = free_port()
+    with process(["nginx", "-c", str(nginx_conf(directory, up, upstream_body(up)))], up) as upstream:
+        upstream_url = f"http://127.0.0.1:{up}"
+        nginx_pids = children(upstream.pid)
+        rows.append(bench.measure("upstream", upstream_url, WORKLOADS[0], nginx_pids))
+        proxy_port, bare_port = free_port(), free_port()
+        proxy_conf = nginx_conf(directory, proxy_port, proxy_body(proxy_port, up))
+        with process(["nginx", "-c", str(proxy_conf)], proxy_port) as proxy:
+            for workload in WORKLOADS:
+                rows.append(bench.measure("nginx", f"http://127.0.0.1:{proxy_port}", workload, children(proxy.pid)))
+        for workload in WORKLOADS:
+            with process([sys.executable, str(BENCH / "bare_proxy.py"), str(bare_port), upstream_url], bare_port) as bare:
+                rows.append(bench.measure("bare", f"http://127.0.0.1:{bare_port}", workload, [bare.pid]))
+        for workload in WORKLOADS:
+            port, admin = free_port(), free_port()
+            rules = trackgate_rules(directory, port, admin, up)
+            command = [sys.executable, "-m", "sidecar", "serve", "--config", str(rules)]
+            with process(command, port, {"BENCH_HS256": HS256_SECRET}) as trackgate:
+                rows.append(bench.measure("trackgate", f"http://127.0.0.1:{port}", workload, [trackgate.pid]))
+    shutil.rmtree(directory, ignore_errors=True)
+    return report(rows, args)
+
+
+def report(rows: list[Row], args: argparse.Namespace) -> dict[str, Any]:
+    def find(system: str, workload: str) -> Row:
+        return next(r for r in rows if r.system == system and r.workload == workload)
+
+    print("\n| row | req/s | p50 ms | p99 ms | 1-conn p50 ms | at ~50 % load: req/s, p50, p99 ms | peak RSS MB |")
+    print("|---|---:|---:|---:|---:|---|---:|")
+    for r in rows:
+        label = r.system if r.system == "upstream" else f"{r.system} ({r.workload})"
+        print(f"| {label} | {r.rps:.0f} | {r.p50_ms:.2f} | {r.p99_ms:.2f} | {r.one_conn_p50_ms:.2f} | "
+              f"{r.half_load_rps:.0f}, {r.half_load_p50_ms:.2f}, {r.half_load_p99_ms:.2f} | {r.peak_rss_mb:.1f} |")  # fmt: skip
+    ratios = {}
+    print("\n| workload | trackgate/bare | trackgate/nginx | target (trackgate/bare) |")
+    print("|---|---:|---:|---:|")
+    targets = {"a": 0.90, "b": 0.90, "c": 0.75, "d": None}
+    for workload in WORKLOADS:
+        tg = find("trackgate", workload.name).rps
+        bare, nginx = find("bare", workload.name).rps, find("nginx", workload.name).rps
+        ratios[workload.name] = {"trackgate/bare": tg / bare, "trackgate/nginx": tg / nginx}
+        target = targets[workload.name]
+        verdict = "—" if target is None else f"≥ {target:.2f} {'met' if tg / bare >= target else 'NOT met'}"
+        print(f"| {workload.name} | {tg / bare:.2f} | {tg / nginx:.2f} | {verdict} |")
+    result = {
+        "when": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "machine": {"cpus": os.cpu_count(), "python": sys.version.split()[0]},
+        "settings": vars(args),
+        "rows": [asdict(r) for r in rows],
+        "ratios": ratios,
+    }
+    RESULTS.mkdir(exist_ok=True)
+    out = RESULTS / f"bench-{time.strftime('%Y%m%d-%H%M%S')}.json"
+    out.write_text(json.dumps(result, indent=2))
+    print(f"\nwrote {out.relative_to(ROOT)}")
+    return result
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--duration", type=float, default=5, help="seconds per measured run")
+    parser.add_argument("--repeat", type=int, default=3, help="measured runs per row (median)")
+    parser.add_argument("--connections", type=int, default=50)
+    parser.add_argument("--tokens", type=int, default=40000, help="distinct RS256 tokens for (d)")
+    run(parser.parse_args())
+
+
+if __name__ == "__main__":
+    main()
