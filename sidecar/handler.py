@@ -81,13 +81,21 @@ class Pipeline:
         finally:
             self.metrics.in_flight.dec()
         exchange.status = reply.status
-        if not exchange.preflight:
-            self.metrics.observe(exchange)
-        logs.access(exchange)
+        self._record(exchange)
         response = web.Response(status=reply.status, body=reply.body, headers=reply.headers)
         response.headers.update(allow_headers(exchange.stream, request))
         response.headers["X-Request-Id"] = exchange.request_id
         return response
+
+    def _record(self, exchange: Exchange) -> None:
+        """Metrics and the access log. Their failure never changes the answer: the
+        request was decided (and maybe accepted by the collector) already."""
+        try:
+            if not exchange.preflight:
+                self.metrics.observe(exchange)
+            logs.access(exchange)
+        except Exception:
+            logs.event("bookkeeping_error", logging.ERROR, request_id=exchange.request_id)
 
     async def _serve(
         self,

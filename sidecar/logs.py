@@ -44,6 +44,7 @@ def configure(level: int = logging.INFO) -> None:
     root.handlers[:] = [handler]
     root.setLevel(level)
     root.propagate = False
+    ACCESS_LOG.stream = sys.stdout
 
 
 def event(name: str, level: int = logging.INFO, **fields: Any) -> None:
@@ -59,12 +60,14 @@ class AccessLog:
     """
 
     def __init__(self, stream: TextIO | None = None) -> None:
-        self.stream = stream
+        self.stream = stream  # None: off (until `configure`)
 
     def write(self, exchange: Exchange) -> None:
+        if self.stream is None:
+            return
         stripped: dict[str, int] = {}
         for (set_name, _), count in exchange.stripped.items():
-            stripped[set_name] = stripped.get(set_name, 0) + count
+            stripped[set_name.value] = stripped.get(set_name.value, 0) + count
         line = {
             "time": _now(),
             "level": "info",
@@ -75,14 +78,14 @@ class AccessLog:
             "endpoint": exchange.endpoint,
             "status": exchange.status,
             "outcome": exchange.outcome,
-            "reason": exchange.reason,
+            "reason": exchange.reason.value if exchange.reason else None,
             "commands_forwarded": exchange.commands_forwarded,
             "commands_rejected": exchange.commands_rejected,
             "stripped": stripped,
             "duration_ms": round((time.monotonic() - exchange.started) * 1000, 3),
             "upstream_status": exchange.upstream_status,
         }
-        (self.stream or sys.stdout).write(orjson.dumps(line).decode() + "\n")
+        self.stream.write(orjson.dumps(line).decode() + "\n")
 
 
 ACCESS_LOG = AccessLog()
