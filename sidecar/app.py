@@ -37,7 +37,8 @@ def tracking_app(holder: RulesHolder, metrics: Metrics) -> web.Application:
     `token_malformed` answer rather than a bare 400 from the HTTP parser.
     """
     app = web.Application(
-        handler_args={"auto_decompress": False, "max_field_size": MAX_HEADER_FIELD_BYTES}
+        handler_args={"auto_decompress": False, "max_field_size": MAX_HEADER_FIELD_BYTES},
+        client_max_size=2**62,  # the rules' max_body_bytes is enforced by body.read_body
     )
     app[HOLDER] = holder
     app[METRICS] = metrics

@@ -58,11 +58,15 @@ async def read_body(request: web.Request, limit: int) -> Body:
     declared = request.content_length
     if declared is not None and declared > limit:
         raise _too_large(limit)
-    raw = bytearray()
-    async for chunk in request.content.iter_chunked(_CHUNK):
-        raw += chunk
-        if len(raw) > limit:
-            raise _too_large(limit)
+    raw: bytes | bytearray
+    if declared is not None:
+        raw = await request.read()  # the length is known and within the limit
+    else:  # chunked: stop reading as soon as the limit is passed
+        raw = bytearray()
+        async for chunk in request.content.iter_chunked(_CHUNK):
+            raw += chunk
+            if len(raw) > limit:
+                raise _too_large(limit)
     encoding = request.headers.get("Content-Encoding", "identity").strip().lower()
     if encoding in ("identity", ""):
         return Body(bytes(raw))

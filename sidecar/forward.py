@@ -38,6 +38,9 @@ _REQUEST_REPLACED = frozenset(
     {"host", "content-length", "content-encoding", "expect", "x-request-id"}
 )
 _RESPONSE_REPLACED = frozenset({"content-length", "x-request-id"})
+_REQUEST_DROPPED = HOP_BY_HOP | _REQUEST_REPLACED
+_RESPONSE_DROPPED = HOP_BY_HOP | _RESPONSE_REPLACED
+_PLAIN_CONNECTION = frozenset({"keep-alive", "close"})  # values that name no other header
 
 
 def client_session(upstream: Upstream) -> aiohttp.ClientSession:
@@ -93,12 +96,16 @@ def forward_headers(
     request: web.Request, consumed: frozenset[str], request_id: str
 ) -> CIMultiDict[str]:
     """The request headers the collector gets."""
-    dropped = HOP_BY_HOP | _REQUEST_REPLACED | consumed | _connection_listed(request.headers)
-    headers: CIMultiDict[str] = CIMultiDict(
-        (name, value) for name, value in request.headers.items() if name.lower() not in dropped
-    )
+    dropped = _REQUEST_DROPPED | consumed | _connection_listed(request.headers)
+    headers: CIMultiDict[str] = CIMultiDict()
+    prior = []
+    for name, value in request.headers.items():
+        lowered = name.lower()
+        if lowered == "x-forwarded-for":
+            prior.append(value)
+        elif lowered not in dropped:
+            headers.add(name, value)
     peer = request.remote or ""
-    prior = headers.popall("X-Forwarded-For", [])
     headers["X-Forwarded-For"] = ", ".join([*prior, peer]) if prior else peer
     headers.setdefault("X-Forwarded-Proto", request.scheme)
     headers.setdefault("X-Forwarded-Host", request.host)
@@ -108,11 +115,14 @@ def forward_headers(
 
 def response_headers(headers: MultiMapping[str]) -> CIMultiDict[str]:
     """The collector's response headers the client gets."""
-    dropped = HOP_BY_HOP | _RESPONSE_REPLACED | _connection_listed(headers)
+    dropped = _RESPONSE_DROPPED | _connection_listed(headers)
     return CIMultiDict((n, v) for n, v in headers.items() if n.lower() not in dropped)
 
 
 def _connection_listed(headers: MultiMapping[str]) -> frozenset[str]:
     """Headers the `Connection` header names are hop-by-hop too (RFC 9110 §7.6.1)."""
+    value = headers.get("Connection")
+    if value is None or value.lower() in _PLAIN_CONNECTION:
+        return frozenset()
     values = headers.getall("Connection", ())
     return frozenset(token.strip().lower() for value in values for token in value.split(","))

@@ -96,6 +96,13 @@ def access(exchange: Exchange) -> None:
     ACCESS_LOG.write(exchange)
 
 
+_second: list[Any] = [-1, ""]  # the last whole second formatted, and its text
+
+
 def _now() -> str:
+    """ISO 8601 UTC with milliseconds; the seconds part is formatted once a second."""
     now = time.time()
-    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(now)) + f".{int(now % 1 * 1000):03d}Z"
+    whole = int(now)
+    if whole != _second[0]:
+        _second[:] = [whole, time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(whole))]
+    return f"{_second[1]}.{int((now - whole) * 1000):03d}Z"

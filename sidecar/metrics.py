@@ -66,8 +66,9 @@ class Metrics:
         self.config_info = Gauge(
             "trackgate_config_info", "The active rules version.", ["version"], registry=r
         )
-        self.in_flight = Gauge(
-            "trackgate_in_flight_requests", "Requests being handled.", registry=r
+        self.in_flight = 0  # requests being handled; read when scraped
+        Gauge("trackgate_in_flight_requests", "Requests being handled.", registry=r).set_function(
+            lambda: self.in_flight
         )
         self._children: dict[tuple[Any, ...], Any] = {}
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+
 from sidecar.dialects.base import Dialect, Endpoint, Payload, Reply
 from sidecar.dialects.bloomreach import Bloomreach
 from sidecar.dialects.segment import Segment
@@ -9,8 +11,10 @@ from sidecar.dialects.segment import Segment
 DIALECTS: dict[str, Dialect] = {d.name: d for d in (Bloomreach(), Segment())}
 
 
+@functools.lru_cache(maxsize=4096)
 def find_endpoint(path: str) -> Endpoint | None:
-    """The endpoint `path` names in any dialect (dialects' paths do not overlap)."""
+    """The endpoint `path` names in any dialect (dialects' paths do not overlap).
+    Endpoints are immutable, so matches are remembered (bounded)."""
     for dialect in DIALECTS.values():
         endpoint = dialect.match(path)
         if endpoint is not None:
