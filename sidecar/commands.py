@@ -11,11 +11,13 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
 from types import MappingProxyType
+from typing import NamedTuple
 
 from sidecar.errors import Reason
 from sidecar.rules import SetName
 
 _EMPTY: Mapping[SetName, tuple[str, ...]] = MappingProxyType({})
+_NO_IDS: Mapping[str, object] = MappingProxyType({})
 
 
 class Kind(StrEnum):
@@ -26,12 +28,13 @@ class Kind(StrEnum):
     PASSTHROUGH = "passthrough"  # e.g. bloomreach `system/time`: forwarded untouched
 
 
-@dataclass(frozen=True, slots=True)
-class Command:
-    """One decoded command. Property collections hold names; ids keep their values."""
+class Command(NamedTuple):
+    """One decoded command. Property collections hold names; ids keep their values.
+    (A NamedTuple rather than a frozen dataclass: immutable too, and a batch makes
+    fifty of them per request.)"""
 
     kind: Kind
-    customer_ids: Mapping[str, object] = field(default_factory=dict)
+    customer_ids: Mapping[str, object] = _NO_IDS
     event_type: str | None = None
     customer_properties: tuple[str, ...] = ()
     event_properties: tuple[str, ...] = ()

@@ -126,34 +126,34 @@ def decode_command(kind: Kind, data: object) -> Command:
     """One command's `data` object; a malformed one carries the reason in `malformed`."""
     if kind is Kind.PASSTHROUGH:
         return Command(kind)
-    if not isinstance(data, dict):
+    if type(data) is not dict:
         return Command(kind, malformed="a command must be a JSON object")
     problem = _shape_problem(kind, data)
     if problem:
         return Command(kind, malformed=problem)
-    properties = tuple(data.get("properties") or ())
-    return Command(
-        kind,
-        customer_ids=data["customer_ids"],
-        event_type=data.get("event_type"),
-        customer_properties=properties if kind is Kind.CUSTOMER else (),
-        event_properties=properties if kind is Kind.EVENT else (),
-    )
+    properties = data.get("properties")
+    names = tuple(properties) if properties else ()
+    if kind is Kind.CUSTOMER:
+        return Command(kind, data["customer_ids"], None, names, ())
+    return Command(kind, data["customer_ids"], data["event_type"], (), names)
 
 
-def _shape_problem(kind: Kind, data: Mapping[str, Any]) -> str | None:
+def _shape_problem(kind: Kind, data: dict[str, Any]) -> str | None:
     ids = data.get("customer_ids")
-    if not isinstance(ids, dict):
+    if type(ids) is not dict:
         return "customer_ids must be an object"
-    if not all(isinstance(value, str) for value in ids.values()):
-        return "customer_ids values must be strings"
+    for value in ids.values():
+        if type(value) is not str:
+            return "customer_ids values must be strings"
     if kind is Kind.EVENT:
-        if not isinstance(data.get("event_type"), str) or not data["event_type"]:
+        event_type = data.get("event_type")
+        if type(event_type) is not str or not event_type:
             return "event_type must be a non-empty string"
         timestamp = data.get("timestamp")
-        if timestamp is not None and not _is_number(timestamp):
+        if timestamp is not None and (type(timestamp) is not int and type(timestamp) is not float):
             return "timestamp must be a number or null"
-    if not isinstance(data.get("properties"), dict | None):
+    properties = data.get("properties")
+    if properties is not None and type(properties) is not dict:
         return "properties must be an object or null"
     return None
 
@@ -218,6 +218,3 @@ def _results(upstream: Reply, forwarded: int) -> tuple[dict[str, Any], Any] | No
         return None
     return document, iter(results)
 
-
-def _is_number(value: object) -> bool:
-    return isinstance(value, int | float) and not isinstance(value, bool)
