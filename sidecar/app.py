@@ -71,9 +71,10 @@ async def serve(path: Path, rules: Rules) -> None:
         tracking_app(holder, metrics), access_log=None, shutdown_timeout=shutdown_timeout
     )
     admin = web.AppRunner(admin_app(holder, metrics), access_log=None)
+    shared = server.workers > 1  # every worker binds the same ports
     for runner, (host, port) in ((tracking, server.listen), (admin, server.admin_listen)):
         await runner.setup()
-        await web.TCPSite(runner, host, port, reuse_address=True).start()
+        await web.TCPSite(runner, host, port, reuse_address=True, reuse_port=shared).start()
     logs.event("listening", listen=f"{server.listen[0]}:{server.listen[1]}", version=rules.version)
     watcher = asyncio.create_task(reloader.watch(), name="rules-watcher")
     reloads: set[asyncio.Task[bool]] = set()

@@ -26,6 +26,7 @@ from sidecar.keytools import (
 )
 from sidecar.rules import Rules
 from sidecar.schema import SCHEMA
+from sidecar.workers import WORKER_ENV, supervise
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -125,6 +126,8 @@ def _serve(args: argparse.Namespace) -> int:
     if rules is None:
         return 1
     logs.configure()
+    if rules.server.workers > 1 and WORKER_ENV not in os.environ:
+        return supervise(args.config, rules.server.workers)
     run(args.config, rules)
     return 0
 

@@ -142,6 +142,7 @@ def _compile_server(raw: Mapping[str, Any]) -> Server:
         max_body_bytes=raw.get("max_body_bytes", 1_048_576),
         reload_interval_seconds=raw.get("reload_interval_seconds", 1),
         shutdown_delay_seconds=raw.get("shutdown_delay_seconds", 5),
+        workers=raw.get("workers", 1),
         upstream=Upstream(
             url=upstream["url"].rstrip("/"),
             timeout_seconds=upstream.get("timeout_seconds", 10),

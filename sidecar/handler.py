@@ -65,7 +65,7 @@ class Pipeline:
         exchange = Exchange(_request_id(request), time.monotonic())
         rules = self.holder.current  # read once: this request sees one rules version
         endpoint = find_endpoint(request.path)
-        self.metrics.in_flight += 1
+        self.metrics.started()
         try:
             reply = await self._serve(rules, endpoint, request, exchange)
         except Rejection as rejection:
@@ -79,7 +79,7 @@ class Pipeline:
                 endpoint, Rejection(Reason.INTERNAL_ERROR, "internal error; nothing was forwarded")
             )
         finally:
-            self.metrics.in_flight -= 1
+            self.metrics.finished()
         exchange.status = reply.status
         self._record(exchange)
         response = web.Response(status=reply.status, body=reply.body, headers=reply.headers)

@@ -7,6 +7,7 @@ events (loads, reload failures, errors) go through `event` and `logging`.
 
 from __future__ import annotations
 
+import io
 import json
 import logging
 import sys
@@ -37,7 +38,10 @@ class JsonLines(logging.Formatter):
 
 
 def configure(level: int = logging.INFO) -> None:
-    """Send trackgate's loggers to stdout as JSON lines."""
+    """Send trackgate's loggers to stdout as JSON lines, one write per line (so the
+    lines of several worker processes sharing stdout never interleave)."""
+    if isinstance(sys.stdout, io.TextIOWrapper):
+        sys.stdout.reconfigure(line_buffering=True)
     handler = logging.StreamHandler(sys.stdout)
     handler.setFormatter(JsonLines())
     root = logging.getLogger("trackgate")

@@ -7,10 +7,12 @@ client-supplied string.
 
 from __future__ import annotations
 
+import os
 import time
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.multiprocess import MultiProcessCollector
 
 from sidecar.exchange import Exchange
 from sidecar.rules import Rules
@@ -20,10 +22,16 @@ _LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 
 
 
 class Metrics:
-    """The sidecar's metrics, in their own registry."""
+    """The sidecar's metrics, in their own registry.
+
+    With `server.workers` > 1 every worker writes its values to files in
+    PROMETHEUS_MULTIPROC_DIR (prometheus-client's multiprocess mode) and
+    `render` aggregates them, whichever worker is scraped.
+    """
 
     def __init__(self, registry: CollectorRegistry | None = None) -> None:
         self.registry = registry or CollectorRegistry()
+        self.multiprocess_dir = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
         r = self.registry
         self.requests = Counter(
             "trackgate_requests", "Tracking requests by outcome.",
@@ -61,16 +69,32 @@ class Metrics:
         )
         self.config_last_success = Gauge(
             "trackgate_config_last_reload_success_timestamp_seconds",
-            "When the active rules were loaded.", registry=r,
+            "When the active rules were loaded.", registry=r, multiprocess_mode="livemax",
         )  # fmt: skip
         self.config_info = Gauge(
-            "trackgate_config_info", "The active rules version.", ["version"], registry=r
-        )
-        self.in_flight = 0  # requests being handled; read when scraped
-        Gauge("trackgate_in_flight_requests", "Requests being handled.", registry=r).set_function(
-            lambda: self.in_flight
-        )
+            "trackgate_config_info", "The active rules version (1; 0 for replaced ones).",
+            ["version"], registry=r, multiprocess_mode="livemax",
+        )  # fmt: skip
+        self.in_flight = 0  # requests being handled by this process
+        self._in_flight = Gauge(
+            "trackgate_in_flight_requests", "Requests being handled.",
+            registry=r, multiprocess_mode="livesum",
+        )  # fmt: skip
+        if not self.multiprocess_dir:  # read when scraped: nothing to do per request
+            self._in_flight.set_function(lambda: self.in_flight)
         self._children: dict[tuple[Any, ...], Any] = {}
+
+    def started(self) -> None:
+        """A request began."""
+        self.in_flight += 1
+        if self.multiprocess_dir:
+            self._in_flight.inc()
+
+    def finished(self) -> None:
+        """A request ended (before `observe`)."""
+        self.in_flight -= 1
+        if self.multiprocess_dir:
+            self._in_flight.dec()
 
     def observe(self, exchange: Exchange) -> None:
         """Record one finished request."""
@@ -108,7 +132,10 @@ class Metrics:
         """A rules version became active."""
         self.config_reloads.labels("success").inc()
         if previous is not None and previous.version != rules.version:
-            self.config_info.remove(previous.version)
+            if self.multiprocess_dir:  # other workers' files keep the label: zero it
+                self.config_info.labels(previous.version).set(0)
+            else:
+                self.config_info.remove(previous.version)
         self.config_info.labels(rules.version).set(1)
         self.config_last_success.set(time.time())
 
@@ -117,5 +144,9 @@ class Metrics:
         self.config_reloads.labels("failure").inc()
 
     def render(self) -> bytes:
-        """The Prometheus text exposition."""
-        return generate_latest(self.registry)
+        """The Prometheus text exposition (of all workers, with several)."""
+        if not self.multiprocess_dir:
+            return generate_latest(self.registry)
+        registry = CollectorRegistry()
+        MultiProcessCollector(registry, path=self.multiprocess_dir)  # type: ignore[no-untyped-call]
+        return generate_latest(registry)

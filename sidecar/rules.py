@@ -186,6 +186,7 @@ class Server:
     reload_interval_seconds: float
     shutdown_delay_seconds: float
     upstream: Upstream
+    workers: int = 1  # processes sharing the ports (SO_REUSEPORT)
 
 
 @dataclass(frozen=True, slots=True)

@@ -76,6 +76,7 @@ SCHEMA: dict[str, Any] = {
                 "max_body_bytes": {"type": "integer", "minimum": 1},
                 "reload_interval_seconds": {"type": "number", "exclusiveMinimum": 0},
                 "shutdown_delay_seconds": {"type": "number", "minimum": 0},
+                "workers": {"type": "integer", "minimum": 1, "maximum": 64},
                 "upstream": {
                     "type": "object",
                     "properties": {

@@ -217,4 +217,3 @@ def _results(upstream: Reply, forwarded: int) -> tuple[dict[str, Any], Any] | No
     if not isinstance(results, list) or len(results) != forwarded:
         return None
     return document, iter(results)
-
