@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test lint typecheck unit tools clean
+.PHONY: demo test lint typecheck unit tools bench clean
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -39,3 +39,11 @@ unit: $(STAMP)
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache build *.egg-info
+
+# The benchmark (not part of `make test`): nginx and wrk from Debian when missing.
+bench: $(STAMP)
+	@for tool in nginx wrk; do command -v $$tool >/dev/null 2>&1 || { \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends nginx-light wrk >/dev/null; \
+	  else echo "bench: $$tool is missing and cannot be installed here (needs root and apt-get)"; exit 1; fi; }; done
+	$(BIN)/python bench/run.py $(BENCH_ARGS)

@@ -189,7 +189,7 @@ def proxy_body(port: int, upstream: int) -> str:
   }}"""
 
 
-def trackgate_rules(directory: Path, port: int, admin: int, upstream: int) -> Path:
+def trackgate_rules(directory: Path, port: int, admin: int, upstream: int, workers: int = 1) -> Path:
     path = directory / "rules.yaml"
     path.write_text(f"""
 version: 1
@@ -197,6 +197,7 @@ server:
   listen: "127.0.0.1:{port}"
   admin_listen: "127.0.0.1:{admin}"
   shutdown_delay_seconds: 0
+  workers: {workers}
   upstream: {{url: "http://127.0.0.1:{upstream}", timeout_seconds: 10, max_connections: 256}}
 streams:
   - name: web
@@ -312,6 +313,13 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             command = [sys.executable, "-m", "sidecar", "serve", "--config", str(rules)]
             with process(command, port, {"BENCH_HS256": HS256_SECRET}) as trackgate:
                 rows.append(bench.measure("trackgate", f"http://127.0.0.1:{port}", workload, [trackgate.pid]))
+        # scaling: workload (a) with server.workers: 2 (SO_REUSEPORT)
+        port, admin = free_port(), free_port()
+        rules = trackgate_rules(directory, port, admin, up, workers=2)
+        command = [sys.executable, "-m", "sidecar", "serve", "--config", str(rules)]
+        with process(command, port, {"BENCH_HS256": HS256_SECRET}) as supervisor:
+            time.sleep(1.5)  # both workers listening
+            rows.append(bench.measure("trackgate×2", f"http://127.0.0.1:{port}", WORKLOADS[0], children(supervisor.pid)))
     shutil.rmtree(directory, ignore_errors=True)
     return report(rows, args)
 
@@ -326,7 +334,7 @@ def report(rows: list[Row], args: argparse.Namespace) -> dict[str, Any]:
         label = r.system if r.system == "upstream" else f"{r.system} ({r.workload})"
         print(f"| {label} | {r.rps:.0f} | {r.p50_ms:.2f} | {r.p99_ms:.2f} | {r.one_conn_p50_ms:.2f} | "
               f"{r.half_load_rps:.0f}, {r.half_load_p50_ms:.2f}, {r.half_load_p99_ms:.2f} | {r.peak_rss_mb:.1f} |")  # fmt: skip
-    ratios = {}
+    ratios: dict[str, dict[str, float]] = {}
     print("\n| workload | trackgate/bare | trackgate/nginx | target (trackgate/bare) |")
     print("|---|---:|---:|---:|")
     targets = {"a": 0.90, "b": 0.90, "c": 0.75, "d": None}
@@ -337,6 +345,11 @@ def report(rows: list[Row], args: argparse.Namespace) -> dict[str, Any]:
         target = targets[workload.name]
         verdict = "—" if target is None else f"≥ {target:.2f} {'met' if tg / bare >= target else 'NOT met'}"
         print(f"| {workload.name} | {tg / bare:.2f} | {tg / nginx:.2f} | {verdict} |")
+    scaled = next((r for r in rows if r.system == "trackgate×2"), None)
+    if scaled is not None:
+        single = find("trackgate", "a").rps
+        print(f"\nscaling, workload a: 2 workers {scaled.rps:.0f} req/s = {scaled.rps / single:.2f}× one worker")
+        ratios["workers_2_over_1"] = {"a": scaled.rps / single}
     result = {
         "when": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "machine": {"cpus": os.cpu_count(), "python": sys.version.split()[0]},
