@@ -28,8 +28,8 @@ tools:
 	  else echo "promtool missing and cannot be installed here (needs root and apt-get)"; fi; }
 
 lint: $(STAMP)
-	$(BIN)/ruff check sidecar tests
-	$(BIN)/ruff format --check sidecar tests
+	$(BIN)/ruff check sidecar tests bench
+	$(BIN)/ruff format --check sidecar tests bench
 
 typecheck: $(STAMP)
 	$(BIN)/mypy --strict sidecar

@@ -25,8 +25,9 @@ async def relay(request: web.Request) -> web.Response:
     async with request.app[SESSION].request(
         request.method, request.app["upstream"] + request.path_qs, data=body, headers=headers
     ) as response:
-        return web.Response(status=response.status, body=await response.read(),
-                            content_type=response.content_type)
+        return web.Response(
+            status=response.status, body=await response.read(), content_type=response.content_type
+        )
 
 
 async def session_context(app: web.Application):  # type: ignore[no-untyped-def]
@@ -41,8 +42,14 @@ def main() -> None:
     app["upstream"] = upstream
     app.cleanup_ctx.append(session_context)
     app.router.add_route("*", "/{tail:.*}", relay)
-    web.run_app(app, host="127.0.0.1", port=port, access_log=None, print=None,
-                loop=event_loop_policy().new_event_loop())
+    web.run_app(
+        app,
+        host="127.0.0.1",
+        port=port,
+        access_log=None,
+        print=None,
+        loop=event_loop_policy().new_event_loop(),
+    )
 
 
 if __name__ == "__main__":

@@ -46,7 +46,11 @@ HS256_SECRET = "bench-hs256-secret-0123456789abcdef"
 BATCH_RESULTS = json.dumps({"success": True, "results": [{"success": True}] * 45})
 EVENT = {"customer_ids": {"cookie": "c-123"}, "event_type": "page_visit",
          "timestamp": 1700000000.5, "properties": {"path": "/", "title": "Home"}}  # fmt: skip
-SIGNED = {**EVENT, "customer_ids": {"cookie": "c-123", "registered": "u-1"}, "event_type": "purchase"}
+SIGNED = {
+    **EVENT,
+    "customer_ids": {"cookie": "c-123", "registered": "u-1"},
+    "event_type": "purchase",
+}
 
 
 def batch_body() -> dict[str, Any]:
@@ -54,7 +58,9 @@ def batch_body() -> dict[str, Any]:
     kept = {"customer_ids": {"cookie": "c-1", "phone_id": "+15550100"}, "event_type": "view_item",
             "timestamp": 1700000000.5, "properties": {"sku": "X-1", "price": 9.5, "card_number": "4111"}}  # fmt: skip
     denied = {**kept, "event_type": "internal_debug"}
-    commands = [{"name": "customers/events", "data": denied if i % 10 == 9 else kept} for i in range(50)]
+    commands = [
+        {"name": "customers/events", "data": denied if i % 10 == 9 else kept} for i in range(50)
+    ]
     return {"commands": commands}
 
 
@@ -124,7 +130,9 @@ def children(pid: int) -> list[int]:
     found = []
     for status in Path("/proc").glob("[0-9]*/status"):
         try:
-            fields = dict(line.split(":\t", 1) for line in status.read_text().splitlines() if ":\t" in line)
+            fields = dict(
+                line.split(":\t", 1) for line in status.read_text().splitlines() if ":\t" in line
+            )
         except OSError:
             continue
         if fields.get("PPid", "").strip() == str(pid):
@@ -133,7 +141,9 @@ def children(pid: int) -> list[int]:
 
 
 @contextmanager
-def process(args: list[str], port: int, env: dict[str, str] | None = None) -> Iterator[subprocess.Popen[bytes]]:
+def process(
+    args: list[str], port: int, env: dict[str, str] | None = None
+) -> Iterator[subprocess.Popen[bytes]]:
     proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                             env={**os.environ, **(env or {})}, cwd=ROOT)  # fmt: skip
     try:
@@ -189,7 +199,9 @@ def proxy_body(port: int, upstream: int) -> str:
   }}"""
 
 
-def trackgate_rules(directory: Path, port: int, admin: int, upstream: int, workers: int = 1) -> Path:
+def trackgate_rules(
+    directory: Path, port: int, admin: int, upstream: int, workers: int = 1
+) -> Path:
     path = directory / "rules.yaml"
     path.write_text(f"""
 version: 1
@@ -249,10 +261,14 @@ class Bench:
                            HS256_SECRET, "HS256", headers={"kid": "hs"})  # fmt: skip
         (directory / "hs256.txt").write_text(hs256 + "\n")
 
-    def wrk(self, url: str, workload: Workload, connections: int, seconds: float, delay_ms: float = 0) -> dict[str, Any]:
+    def wrk(
+        self, url: str, workload: Workload, connections: int, seconds: float, delay_ms: float = 0
+    ) -> dict[str, Any]:
         body = self.directory / f"body-{workload.name}.json"
         body.write_text(json.dumps(workload.body))
-        tokens = {"hs256": str(self.directory / "hs256.txt"), "rs256": str(self.tokens_file)}.get(workload.token, "")
+        tokens = {"hs256": str(self.directory / "hs256.txt"), "rs256": str(self.tokens_file)}.get(
+            workload.token, ""
+        )
         env = {**os.environ, "BENCH_PATH": workload.path, "BENCH_BODY": str(body), "BENCH_TOKENS": tokens,
                "BENCH_DELAY_MS": str(delay_ms), "BENCH_OFFSET": str(self.token_offset)}  # fmt: skip
         out = subprocess.run(
@@ -267,7 +283,9 @@ class Bench:
     def measure(self, system: str, url: str, workload: Workload, pids: list[int]) -> Row:
         args = self.args
         self.wrk(url, workload, args.connections, 1)  # warm-up
-        runs = [self.wrk(url, workload, args.connections, args.duration) for _ in range(args.repeat)]
+        runs = [
+            self.wrk(url, workload, args.connections, args.duration) for _ in range(args.repeat)
+        ]
         row = Row(system, workload.name, runs=runs)
         row.rps = statistics.median(r["requests"] / (r["duration_us"] / 1e6) for r in runs)
         row.p50_ms = statistics.median(r["p50_us"] for r in runs) / 1000
@@ -277,7 +295,9 @@ class Bench:
         row.one_conn_p50_ms, row.one_conn_p99_ms = single["p50_us"] / 1000, single["p99_us"] / 1000
         paced_connections = 10
         delay = 1000 * paced_connections / max(row.rps * 0.5, 1)
-        half = self.wrk(url, workload, paced_connections, max(1.0, args.duration / 2), delay_ms=delay)
+        half = self.wrk(
+            url, workload, paced_connections, max(1.0, args.duration / 2), delay_ms=delay
+        )
         row.half_load_rps = half["requests"] / (half["duration_us"] / 1e6)
         row.half_load_p50_ms, row.half_load_p99_ms = half["p50_us"] / 1000, half["p99_us"] / 1000
         row.peak_rss_mb = peak_rss_mb(pids)
@@ -295,7 +315,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     bench = Bench(args, directory)
     rows: list[Row] = []
     up = free_port()
-    with process(["nginx", "-c", str(nginx_conf(directory, up, upstream_body(up)))], up) as upstream:
+    with process(
+        ["nginx", "-c", str(nginx_conf(directory, up, upstream_body(up)))], up
+    ) as upstream:
         upstream_url = f"http://127.0.0.1:{up}"
         nginx_pids = children(upstream.pid)
         rows.append(bench.measure("upstream", upstream_url, WORKLOADS[0], nginx_pids))
@@ -303,23 +325,43 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         proxy_conf = nginx_conf(directory, proxy_port, proxy_body(proxy_port, up))
         with process(["nginx", "-c", str(proxy_conf)], proxy_port) as proxy:
             for workload in WORKLOADS:
-                rows.append(bench.measure("nginx", f"http://127.0.0.1:{proxy_port}", workload, children(proxy.pid)))
+                rows.append(
+                    bench.measure(
+                        "nginx", f"http://127.0.0.1:{proxy_port}", workload, children(proxy.pid)
+                    )
+                )
         for workload in WORKLOADS:
-            with process([sys.executable, str(BENCH / "bare_proxy.py"), str(bare_port), upstream_url], bare_port) as bare:
-                rows.append(bench.measure("bare", f"http://127.0.0.1:{bare_port}", workload, [bare.pid]))
+            with process(
+                [sys.executable, str(BENCH / "bare_proxy.py"), str(bare_port), upstream_url],
+                bare_port,
+            ) as bare:
+                rows.append(
+                    bench.measure("bare", f"http://127.0.0.1:{bare_port}", workload, [bare.pid])
+                )
         for workload in WORKLOADS:
             port, admin = free_port(), free_port()
             rules = trackgate_rules(directory, port, admin, up)
             command = [sys.executable, "-m", "sidecar", "serve", "--config", str(rules)]
             with process(command, port, {"BENCH_HS256": HS256_SECRET}) as trackgate:
-                rows.append(bench.measure("trackgate", f"http://127.0.0.1:{port}", workload, [trackgate.pid]))
+                rows.append(
+                    bench.measure(
+                        "trackgate", f"http://127.0.0.1:{port}", workload, [trackgate.pid]
+                    )
+                )
         # scaling: workload (a) with server.workers: 2 (SO_REUSEPORT)
         port, admin = free_port(), free_port()
         rules = trackgate_rules(directory, port, admin, up, workers=2)
         command = [sys.executable, "-m", "sidecar", "serve", "--config", str(rules)]
         with process(command, port, {"BENCH_HS256": HS256_SECRET}) as supervisor:
             time.sleep(1.5)  # both workers listening
-            rows.append(bench.measure("trackgate×2", f"http://127.0.0.1:{port}", WORKLOADS[0], children(supervisor.pid)))
+            rows.append(
+                bench.measure(
+                    "trackgate-2w",
+                    f"http://127.0.0.1:{port}",
+                    WORKLOADS[0],
+                    children(supervisor.pid),
+                )
+            )
     shutil.rmtree(directory, ignore_errors=True)
     return report(rows, args)
 
@@ -328,7 +370,9 @@ def report(rows: list[Row], args: argparse.Namespace) -> dict[str, Any]:
     def find(system: str, workload: str) -> Row:
         return next(r for r in rows if r.system == system and r.workload == workload)
 
-    print("\n| row | req/s | p50 ms | p99 ms | 1-conn p50 ms | at ~50 % load: req/s, p50, p99 ms | peak RSS MB |")
+    print(
+        "\n| row | req/s | p50 ms | p99 ms | 1-conn p50 ms | at ~50 % load: req/s, p50, p99 ms | peak RSS MB |"
+    )
     print("|---|---:|---:|---:|---:|---|---:|")
     for r in rows:
         label = r.system if r.system == "upstream" else f"{r.system} ({r.workload})"
@@ -343,12 +387,18 @@ def report(rows: list[Row], args: argparse.Namespace) -> dict[str, Any]:
         bare, nginx = find("bare", workload.name).rps, find("nginx", workload.name).rps
         ratios[workload.name] = {"trackgate/bare": tg / bare, "trackgate/nginx": tg / nginx}
         target = targets[workload.name]
-        verdict = "—" if target is None else f"≥ {target:.2f} {'met' if tg / bare >= target else 'NOT met'}"
+        verdict = (
+            "—"
+            if target is None
+            else f"≥ {target:.2f} {'met' if tg / bare >= target else 'NOT met'}"
+        )
         print(f"| {workload.name} | {tg / bare:.2f} | {tg / nginx:.2f} | {verdict} |")
-    scaled = next((r for r in rows if r.system == "trackgate×2"), None)
+    scaled = next((r for r in rows if r.system == "trackgate-2w"), None)
     if scaled is not None:
         single = find("trackgate", "a").rps
-        print(f"\nscaling, workload a: 2 workers {scaled.rps:.0f} req/s = {scaled.rps / single:.2f}× one worker")
+        print(
+            f"\nscaling, workload a: 2 workers {scaled.rps:.0f} req/s = {scaled.rps / single:.2f}× one worker"
+        )
         ratios["workers_2_over_1"] = {"a": scaled.rps / single}
     result = {
         "when": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
@@ -365,7 +415,9 @@ def report(rows: list[Row], args: argparse.Namespace) -> dict[str, Any]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--duration", type=float, default=5, help="seconds per measured run")
     parser.add_argument("--repeat", type=int, default=3, help="measured runs per row (median)")
     parser.add_argument("--connections", type=int, default=50)
