@@ -397,7 +397,7 @@ def report(rows: list[Row], args: argparse.Namespace) -> dict[str, Any]:
     if scaled is not None:
         single = find("trackgate", "a").rps
         print(
-            f"\nscaling, workload a: 2 workers {scaled.rps:.0f} req/s = {scaled.rps / single:.2f}× one worker"
+            f"\nscaling, workload a: 2 workers {scaled.rps:.0f} req/s = {scaled.rps / single:.2f}x one worker"
         )
         ratios["workers_2_over_1"] = {"a": scaled.rps / single}
     result = {
