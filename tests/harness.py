@@ -10,11 +10,16 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
+import os
+import socket
+import sys
 import textwrap
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 from aiohttp import web
 from multidict import CIMultiDict
 
@@ -23,7 +28,8 @@ from sidecar.config import load_rules
 from sidecar.metrics import Metrics
 from sidecar.reload import Reloader, RulesHolder
 
-SHARED_TESTDATA = Path(__file__).resolve().parents[2] / "shared" / "testdata"
+ROOT = Path(__file__).resolve().parent.parent
+SHARED_TESTDATA = ROOT.parent / "shared" / "testdata"
 WEB_ID = "40494d18-e714-4c8c-bbd9-35225de4e81d"
 BACKEND_ID = "7f1c2d9e-0b8a-4a57-9d39-2f1f0c7e5a10"
 BACKEND_SECRET = "s3cret-backend-value-0123456789"
@@ -125,7 +131,7 @@ async def start_sidecar(
     return Sidecar(urls[0], urls[1], holder, rules_path, reloader, metrics, watcher), runners
 
 
-def rules_text(upstream: str, streams: str, server: str = "") -> str:
+def rules_text(upstream: str, streams: str, server: str = "", timeout: float = 2) -> str:
     """A rules file with the given streams block, forwarding to `upstream`."""
     return (
         "version: 1\n"
@@ -133,7 +139,7 @@ def rules_text(upstream: str, streams: str, server: str = "") -> str:
         f"{textwrap.indent(textwrap.dedent(server), '  ')}"
         "  upstream:\n"
         f"    url: {upstream}\n"
-        "    timeout_seconds: 2\n"
+        f"    timeout_seconds: {timeout}\n"
         "streams:\n" + textwrap.indent(textwrap.dedent(streams), "  ")
     )
 
@@ -171,3 +177,56 @@ STANDARD_STREAMS = f"""
     - id: old
       sha256: "{hashlib.sha256(OLD_BACKEND_SECRET.encode()).hexdigest()}"
 """
+
+
+def free_port() -> int:
+    """A loopback port nothing listens on (at the time of asking)."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+@dataclass
+class Served:
+    """A real `trackgate serve` process and where it listens."""
+
+    process: asyncio.subprocess.Process
+    base: str
+    admin: str
+    path: Path
+    server: str  # the rules' server block, for rewriting the file
+
+
+async def serve_process(
+    tmp_path: Path, upstream: str, server_extra: str, *, capture: bool = False, timeout: float = 2
+) -> Served:
+    """Start `trackgate serve` with the standard streams on free ports; wait until ready."""
+    port, admin_port = free_port(), free_port()
+    server = f'listen: "127.0.0.1:{port}"\nadmin_listen: "127.0.0.1:{admin_port}"\n{server_extra}'
+    path = tmp_path / "rules.yaml"
+    path.write_text(rules_text(upstream, STANDARD_STREAMS, server, timeout))
+    output = asyncio.subprocess.PIPE if capture else asyncio.subprocess.DEVNULL
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "sidecar", "serve", "--config", str(path),
+        cwd=ROOT, env={**os.environ, "BACKEND_SECRET": BACKEND_SECRET},
+        stdout=output, stderr=asyncio.subprocess.STDOUT if capture else output,
+    )  # fmt: skip
+    served = Served(
+        process, f"http://127.0.0.1:{port}", f"http://127.0.0.1:{admin_port}", path, server
+    )
+    async with aiohttp.ClientSession() as http:
+        await wait_ready(http, served.admin)
+    return served
+
+
+async def wait_ready(http: aiohttp.ClientSession, admin: str) -> None:
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        try:
+            async with http.get(f"{admin}/readyz") as response:
+                if response.status == 200:
+                    return
+        except aiohttp.ClientError:
+            pass
+        await asyncio.sleep(0.1)
+    raise AssertionError("trackgate serve did not become ready")

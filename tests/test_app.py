@@ -4,53 +4,23 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import signal
-import sys
 import time
 from pathlib import Path
 
 import aiohttp
 
-from tests.harness import STANDARD_STREAMS, Collector, rules_text
+from tests.harness import STANDARD_STREAMS, Collector, rules_text, serve_process
 from tests.http import event, events_url, post
-from tests.test_cli import ROOT, free_port
-
-
-async def wait_ready(http: aiohttp.ClientSession, admin: str) -> None:
-    deadline = time.monotonic() + 20
-    while time.monotonic() < deadline:
-        try:
-            async with http.get(f"{admin}/readyz") as response:
-                if response.status == 200:
-                    return
-        except aiohttp.ClientError:
-            pass
-        await asyncio.sleep(0.1)
-    raise AssertionError("trackgate serve did not become ready")
 
 
 async def test_sigterm_drains_in_flight_requests_and_exits_zero(
     tmp_path: Path, collector: Collector, http: aiohttp.ClientSession
 ) -> None:
-    port, admin_port = free_port(), free_port()
-    server = (
-        f'listen: "127.0.0.1:{port}"\nadmin_listen: "127.0.0.1:{admin_port}"\n'
-        "shutdown_delay_seconds: 1\n"
+    served = await serve_process(
+        tmp_path, collector.url, "shutdown_delay_seconds: 1\n", capture=True, timeout=10
     )
-    path = tmp_path / "rules.yaml"
-    path.write_text(
-        rules_text(collector.url, STANDARD_STREAMS, server).replace(
-            "timeout_seconds: 2", "timeout_seconds: 10"
-        )
-    )
-    process = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "sidecar", "serve", "--config", str(path),
-        cwd=ROOT, env={**os.environ, "BACKEND_SECRET": "x" * 20},
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
-    )  # fmt: skip
-    base, admin = f"http://127.0.0.1:{port}", f"http://127.0.0.1:{admin_port}"
-    await wait_ready(http, admin)
+    process, base, admin = served.process, served.base, served.admin
     collector.delay = 2.5  # the in-flight request outlives the shutdown delay
     slow = asyncio.create_task(post(http, events_url(base), event()))
     while not collector.received:
@@ -76,21 +46,10 @@ async def test_sigterm_drains_in_flight_requests_and_exits_zero(
 async def test_sighup_reloads_at_once(
     tmp_path: Path, collector: Collector, http: aiohttp.ClientSession
 ) -> None:
-    port, admin_port = free_port(), free_port()
-    server = (
-        f'listen: "127.0.0.1:{port}"\nadmin_listen: "127.0.0.1:{admin_port}"\n'
-        "shutdown_delay_seconds: 0\nreload_interval_seconds: 3600\n"
-    )
-    path = tmp_path / "rules.yaml"
-    path.write_text(rules_text(collector.url, STANDARD_STREAMS, server))
-    process = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "sidecar", "serve", "--config", str(path),
-        cwd=ROOT, env={**os.environ, "BACKEND_SECRET": "x" * 20},
-        stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL,
-    )  # fmt: skip
-    base = f"http://127.0.0.1:{port}"
+    extra = "shutdown_delay_seconds: 0\nreload_interval_seconds: 3600\n"
+    served = await serve_process(tmp_path, collector.url, extra)
+    process, base, path, server = served.process, served.base, served.path, served.server
     try:
-        await wait_ready(http, f"http://127.0.0.1:{admin_port}")
         assert (await post(http, events_url(base), event("page_visit"))).status == 200
         path.write_text(
             rules_text(collector.url, STANDARD_STREAMS, server).replace(

@@ -5,13 +5,12 @@ from __future__ import annotations
 import os
 import re
 import signal
-import socket
 import subprocess
 import sys
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
+from tests.harness import ROOT, free_port
 
 
 def trackgate(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
@@ -24,12 +23,6 @@ def trackgate(*args: str, env: dict[str, str] | None = None) -> subprocess.Compl
         cwd=ROOT,
         check=False,
     )
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 def test_serve_with_a_bad_config_exits_non_zero_naming_the_field() -> None:

@@ -4,19 +4,15 @@ whichever one answers, a reload reaches every worker, SIGTERM stops all cleanly.
 from __future__ import annotations
 
 import asyncio
-import os
 import signal
-import sys
 import time
 from pathlib import Path
 
 import aiohttp
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.harness import STANDARD_STREAMS, Collector, rules_text
+from tests.harness import STANDARD_STREAMS, Collector, rules_text, serve_process
 from tests.http import event, events_url, post
-from tests.test_app import wait_ready
-from tests.test_cli import ROOT, free_port
 
 ALLOWED = "allow: [page_visit, view_item, cart_update]"
 
@@ -40,22 +36,16 @@ async def fresh_post(base: str) -> tuple[int, str]:
 
 
 async def test_two_workers(tmp_path: Path, collector: Collector) -> None:
-    port, admin_port = free_port(), free_port()
-    server = (
-        f'listen: "127.0.0.1:{port}"\nadmin_listen: "127.0.0.1:{admin_port}"\n'
-        "shutdown_delay_seconds: 0\nreload_interval_seconds: 0.2\nworkers: 2\n"
+    extra = "shutdown_delay_seconds: 0\nreload_interval_seconds: 0.2\nworkers: 2\n"
+    served = await serve_process(tmp_path, collector.url, extra)
+    process, base, admin, path, server = (
+        served.process,
+        served.base,
+        served.admin,
+        served.path,
+        served.server,
     )
-    path = tmp_path / "rules.yaml"
-    path.write_text(rules_text(collector.url, STANDARD_STREAMS, server))
-    process = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "sidecar", "serve", "--config", str(path),
-        cwd=ROOT, env={**os.environ, "BACKEND_SECRET": "x" * 20},
-        stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL,
-    )  # fmt: skip
-    base, admin = f"http://127.0.0.1:{port}", f"http://127.0.0.1:{admin_port}"
     try:
-        async with aiohttp.ClientSession() as http:
-            await wait_ready(http, admin)
         await asyncio.sleep(1)  # both workers listening
         answers = [await fresh_post(base) for _ in range(40)]
         assert {status for status, _ in answers} == {200}
