@@ -12,7 +12,7 @@ from aiohttp import web
 
 from sidecar import logs
 from sidecar.admin import admin_app
-from sidecar.forward import client_session
+from sidecar.forward import upstream_pool
 from sidecar.handler import Pipeline
 from sidecar.metrics import Metrics
 from sidecar.reload import Reloader, RulesHolder
@@ -51,9 +51,11 @@ async def _pipeline_context(app: web.Application) -> AsyncIterator[None]:
     rules = app[HOLDER].current
     if rules is None:
         raise RuntimeError("the tracking app needs loaded rules to start")
-    async with client_session(rules.server.upstream) as session:
-        app[PIPELINE] = Pipeline(app[HOLDER], session, TokenVerifier(), app[METRICS])
-        yield
+    app[PIPELINE] = Pipeline(
+        app[HOLDER], upstream_pool(rules.server.upstream), TokenVerifier(), app[METRICS]
+    )
+    yield
+    app[PIPELINE].pool.close()
 
 
 async def _dispatch(request: web.Request) -> web.Response:

@@ -1,24 +1,23 @@
-"""The upstream client: sends the decided body to the collector, relays its answer.
+"""Forwarding: the request the collector gets, and the answer the client gets back.
 
 Headers follow SPEC §3.3: hop-by-hop headers, `Host` and the credentials the
 sidecar consumed are dropped; `X-Forwarded-*` and `X-Request-Id` are added.
-The collector's body is relayed byte for byte (no decompression).
+The request head is written from the client's raw header bytes (no decoding
+and re-encoding); the collector's body is relayed byte for byte.
 """
 
 from __future__ import annotations
 
-import asyncio
 import functools
 from collections.abc import Mapping
 
-import aiohttp
 from aiohttp import web
-from multidict import CIMultiDict, MultiMapping
-from yarl import URL
+from multidict import CIMultiDict, CIMultiDictProxy
 
 from sidecar.dialects import Reply
 from sidecar.errors import Reason, Rejection
 from sidecar.rules import Upstream
+from sidecar.upstream import Pool, UpstreamError
 
 HOP_BY_HOP = frozenset(
     {
@@ -35,25 +34,20 @@ HOP_BY_HOP = frozenset(
 )
 # Recomputed for the forwarded body, or set by the sidecar itself.
 _REQUEST_REPLACED = frozenset(
-    {"host", "content-length", "content-encoding", "expect", "x-request-id"}
+    {"host", "content-length", "content-encoding", "expect", "x-request-id", "x-forwarded-for"}
 )
 _RESPONSE_REPLACED = frozenset({"content-length", "x-request-id"})
-_REQUEST_DROPPED = HOP_BY_HOP | _REQUEST_REPLACED
 _RESPONSE_DROPPED = HOP_BY_HOP | _RESPONSE_REPLACED
 _PLAIN_CONNECTION = frozenset({"keep-alive", "close"})  # values that name no other header
 
 
-def client_session(upstream: Upstream) -> aiohttp.ClientSession:
-    """One shared keep-alive pool to the collector; bodies relayed undecoded."""
-    return aiohttp.ClientSession(
-        connector=aiohttp.TCPConnector(limit=upstream.max_connections),
-        auto_decompress=False,
-        skip_auto_headers=("User-Agent", "Accept-Encoding", "Content-Type"),
-    )
+def upstream_pool(upstream: Upstream) -> Pool:
+    """One shared keep-alive pool to the collector."""
+    return Pool(upstream.url, upstream.max_connections)
 
 
 async def forward(
-    session: aiohttp.ClientSession,
+    pool: Pool,
     upstream: Upstream,
     request: web.Request,
     *,
@@ -65,64 +59,85 @@ async def forward(
     """Send `body` to the collector with the request's method, path and query; `extra`
     headers are set over the forwarded ones.
     Rejects: upstream_unavailable (502), upstream_timeout (504)."""
-    headers = forward_headers(request, consumed, request_id)
-    headers.update(extra)
+    head = request_head(
+        pool, request, length=len(body), consumed=consumed, extra=extra, request_id=request_id
+    )
     try:
-        async with session.request(
-            request.method,
-            URL(upstream.url + request.raw_path, encoded=True),
-            data=body,
-            headers=headers,
-            allow_redirects=False,
-            timeout=_timeout(upstream.timeout_seconds),
-        ) as response:
-            content = await response.read()
-            return Reply(response.status, content, response_headers(response.headers))
+        answer = await pool.send(
+            head, body, upstream.timeout_seconds, head_request=request.method == "HEAD"
+        )
     except TimeoutError:
         raise Rejection(
             Reason.UPSTREAM_TIMEOUT,
             f"the collector did not answer within {upstream.timeout_seconds:g}s",
         ) from None
-    except (aiohttp.ClientError, OSError, asyncio.IncompleteReadError):
+    except (UpstreamError, OSError):
         raise Rejection(Reason.UPSTREAM_UNAVAILABLE, "the collector is unreachable") from None
+    return Reply(answer.status, answer.body, response_headers(answer.headers))
 
 
-@functools.lru_cache(maxsize=8)
-def _timeout(seconds: float) -> aiohttp.ClientTimeout:
-    return aiohttp.ClientTimeout(total=seconds)
-
-
-def forward_headers(
-    request: web.Request, consumed: frozenset[str], request_id: str
-) -> CIMultiDict[str]:
-    """The request headers the collector gets."""
-    dropped = _REQUEST_DROPPED | consumed | _connection_listed(request.headers)
-    headers: CIMultiDict[str] = CIMultiDict()
-    prior = []
-    for name, value in request.headers.items():
+def request_head(
+    pool: Pool,
+    request: web.Request,
+    *,
+    length: int,
+    consumed: frozenset[str],
+    extra: Mapping[str, str],
+    request_id: str,
+) -> bytes:
+    """The request line and headers the collector gets, ending with the blank line."""
+    origin = pool.origin
+    target = f"{request.method} {origin.base_path}{request.raw_path} HTTP/1.1\r\n"
+    parts = [target.encode("utf-8", "surrogateescape"), b"Host: ", origin.host_header.encode()]
+    dropped = _dropped(consumed, frozenset(name.lower() for name in extra))
+    listed = _connection_listed(request.headers)
+    prior: list[bytes] = []
+    proto = host = False
+    for name, value in request.raw_headers:
         lowered = name.lower()
-        if lowered == "x-forwarded-for":
-            prior.append(value)
-        elif lowered not in dropped:
-            headers.add(name, value)
-    peer = request.remote or ""
-    headers["X-Forwarded-For"] = ", ".join([*prior, peer]) if prior else peer
-    headers.setdefault("X-Forwarded-Proto", request.scheme)
-    headers.setdefault("X-Forwarded-Host", request.host)
-    headers["X-Request-Id"] = request_id
-    return headers
+        if lowered in dropped or (listed and lowered.decode() in listed):
+            if lowered == b"x-forwarded-for":
+                prior.append(value)
+            continue
+        proto = proto or lowered == b"x-forwarded-proto"
+        host = host or lowered == b"x-forwarded-host"
+        parts += (b"\r\n", name, b": ", value)
+    peer = (request.remote or "").encode()
+    parts += (b"\r\nX-Forwarded-For: ", b", ".join([*prior, peer]) if prior else peer)
+    if not proto:
+        parts += (b"\r\nX-Forwarded-Proto: ", request.scheme.encode())
+    if not host:
+        parts += (b"\r\nX-Forwarded-Host: ", request.host.encode("utf-8", "surrogateescape"))
+    parts += (b"\r\nX-Request-Id: ", request_id.encode())
+    for extra_name, extra_value in extra.items():
+        parts += (b"\r\n", extra_name.encode(), b": ", extra_value.encode())
+    parts.append(b"\r\nContent-Length: %d\r\n\r\n" % length)
+    return b"".join(parts)
 
 
-def response_headers(headers: MultiMapping[str]) -> CIMultiDict[str]:
+@functools.lru_cache(maxsize=64)
+def _dropped(consumed: frozenset[str], overridden: frozenset[str]) -> frozenset[bytes]:
+    """Lower-case header names (as bytes) never copied from the client's request."""
+    names = HOP_BY_HOP | _REQUEST_REPLACED | consumed | overridden
+    return frozenset(name.encode() for name in names)
+
+
+def response_headers(headers: list[tuple[str, str]]) -> CIMultiDict[str]:
     """The collector's response headers the client gets."""
-    dropped = _RESPONSE_DROPPED | _connection_listed(headers)
-    return CIMultiDict((n, v) for n, v in headers.items() if n.lower() not in dropped)
+    dropped = _RESPONSE_DROPPED
+    for name, value in headers:
+        if name.lower() == "connection" and value.lower() not in _PLAIN_CONNECTION:
+            dropped = dropped | _names(value)
+    return CIMultiDict([(n, v) for n, v in headers if n.lower() not in dropped])
 
 
-def _connection_listed(headers: MultiMapping[str]) -> frozenset[str]:
+def _connection_listed(headers: CIMultiDictProxy[str]) -> frozenset[str]:
     """Headers the `Connection` header names are hop-by-hop too (RFC 9110 §7.6.1)."""
     value = headers.get("Connection")
     if value is None or value.lower() in _PLAIN_CONNECTION:
         return frozenset()
-    values = headers.getall("Connection", ())
-    return frozenset(token.strip().lower() for value in values for token in value.split(","))
+    return frozenset(name for value in headers.getall("Connection", ()) for name in _names(value))
+
+
+def _names(value: str) -> frozenset[str]:
+    return frozenset(token.strip().lower() for token in value.split(","))

@@ -19,7 +19,6 @@ import secrets
 import time
 from collections.abc import Mapping, Sequence
 
-import aiohttp
 from aiohttp import web
 from multidict import CIMultiDict
 
@@ -31,13 +30,14 @@ from sidecar.cors import allow_headers, check_origin, preflight_origins, preflig
 from sidecar.dialects import DIALECTS, Endpoint, Reply, find_endpoint
 from sidecar.errors import Reason, Rejection
 from sidecar.exchange import Exchange
-from sidecar.forward import forward
+from sidecar.forward import forward, upstream_pool
 from sidecar.metrics import Metrics
 from sidecar.policy import Decision, decide
 from sidecar.reload import RulesHolder
-from sidecar.rules import Rules, SetName, Stream, StreamType
+from sidecar.rules import Rules, SetName, Stream, StreamType, Upstream
 from sidecar.streams import find_stream, named_stream
 from sidecar.tokens import TokenVerifier
+from sidecar.upstream import Pool
 
 _REQUEST_ID = re.compile(r"^[\x21-\x7e]{1,128}$")
 _ID_PREFIX = secrets.token_hex(8)
@@ -51,12 +51,12 @@ class Pipeline:
     def __init__(
         self,
         holder: RulesHolder,
-        session: aiohttp.ClientSession,
+        pool: Pool,
         verifier: TokenVerifier,
         metrics: Metrics,
     ) -> None:
         self.holder = holder
-        self.session = session
+        self.pool = pool
         self.verifier = verifier
         self.metrics = metrics
 
@@ -172,7 +172,7 @@ class Pipeline:
         started = time.monotonic()
         try:
             upstream = await forward(
-                self.session,
+                self._pool(rules.server.upstream),
                 rules.server.upstream,
                 request,
                 body=body,
@@ -184,6 +184,14 @@ class Pipeline:
             exchange.upstream_seconds = time.monotonic() - started
         exchange.upstream_status = upstream.status
         return upstream
+
+    def _pool(self, upstream: Upstream) -> Pool:
+        """The collector's pool; a reload that moves the collector starts a new one."""
+        pool = self.pool
+        if pool.url != upstream.url or pool.limit != upstream.max_connections:
+            pool.close()  # idle connections now; busy ones as their requests end
+            pool = self.pool = upstream_pool(upstream)
+        return pool
 
 
 def check_method(request: web.Request) -> None:
