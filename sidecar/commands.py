@@ -49,14 +49,12 @@ class Verdict:
     message: str = ""
     stripped: Mapping[SetName, tuple[str, ...]] = field(default_factory=lambda: _EMPTY)
     would_reject: tuple[Reason, ...] = ()  # monitor mode: what enforce would have done
+    forwarded: bool = field(init=False)  # reason is None
+    modified: bool = field(init=False)  # something is stripped
 
-    @property
-    def forwarded(self) -> bool:
-        return self.reason is None
-
-    @property
-    def modified(self) -> bool:
-        return any(self.stripped.values())
+    def __post_init__(self) -> None:  # derived once: verdicts are shared and read per command
+        object.__setattr__(self, "forwarded", self.reason is None)
+        object.__setattr__(self, "modified", any(self.stripped.values()))
 
 
 FORWARD = Verdict()

@@ -6,7 +6,6 @@ value or payload — so whatever reads it cannot leak one.
 
 from __future__ import annotations
 
-from collections import Counter
 from dataclasses import dataclass, field
 
 from sidecar.errors import Reason
@@ -30,7 +29,7 @@ class Exchange:
     commands: int = 0  # decoded commands
     commands_forwarded: int = 0
     command_reasons: list[Reason] = field(default_factory=list)  # one per rejected command
-    stripped: Counter[tuple[SetName, str]] = field(default_factory=Counter)
+    stripped: dict[tuple[SetName, str], int] = field(default_factory=dict)  # name → count
     would_reject: list[Reason] = field(default_factory=list)
     upstream_status: int | None = None
     upstream_seconds: float | None = None

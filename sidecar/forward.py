@@ -39,6 +39,7 @@ _REQUEST_REPLACED = frozenset(
 _RESPONSE_REPLACED = frozenset({"content-length", "x-request-id"})
 _RESPONSE_DROPPED = HOP_BY_HOP | _RESPONSE_REPLACED
 _PLAIN_CONNECTION = frozenset({"keep-alive", "close"})  # values that name no other header
+_NONE: frozenset[str] = frozenset()
 
 
 def upstream_pool(upstream: Upstream) -> Pool:
@@ -89,7 +90,7 @@ def request_head(
     origin = pool.origin
     target = f"{request.method} {origin.base_path}{request.raw_path} HTTP/1.1\r\n"
     parts = [target.encode("utf-8", "surrogateescape"), b"Host: ", origin.host_header.encode()]
-    dropped = _dropped(consumed, frozenset(name.lower() for name in extra))
+    dropped = _dropped(consumed, frozenset(name.lower() for name in extra) if extra else _NONE)
     listed = _connection_listed(request.headers)
     prior: list[bytes] = []
     proto = host = False

@@ -201,22 +201,18 @@ def check_method(request: web.Request) -> None:
 
 
 def record_decision(exchange: Exchange, decision: Decision) -> None:
-    """Copy what metrics and logs need from the decision (names and codes only).
-    Commands of one shape share one verdict object, so verdicts are tallied first."""
+    """Copy what metrics and logs need from the decision (names and codes only)."""
     exchange.would_reject.extend(decision.would_reject)
-    tally: dict[int, tuple[Verdict, int]] = {}
-    for verdict in decision.verdicts:
-        seen = tally.get(id(verdict))
-        tally[id(verdict)] = (verdict, seen[1] + 1 if seen else 1)
-    for verdict, count in tally.values():
+    for verdict, count in decision.tally:
         exchange.would_reject.extend(verdict.would_reject * count)
         if not verdict.forwarded:
             exchange.command_reasons.extend([verdict.reason or Reason.INTERNAL_ERROR] * count)
             continue
         exchange.commands_forwarded += count
+        stripped = exchange.stripped
         for set_name, names in verdict.stripped.items():
             for name in names:
-                exchange.stripped[(set_name, name)] += count
+                stripped[set_name, name] = stripped.get((set_name, name), 0) + count
 
 
 def rejection_reply(endpoint: Endpoint | None, rejection: Rejection) -> Reply:

@@ -13,6 +13,7 @@ How `signed_only` behaves depends on the stream's JWT enforcement:
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from types import MappingProxyType
@@ -30,15 +31,27 @@ class Decision:
     verdicts: tuple[Verdict, ...]
     rejection: Rejection | None = None  # the whole request is rejected
     would_reject: tuple[Reason, ...] = field(default=())  # monitor mode, request level
+    # Each distinct verdict once, with how many commands got it (commands of one
+    # shape share one verdict object), so summaries need not walk every command.
+    tally: tuple[tuple[Verdict, int], ...] = field(init=False)
+
+    def __post_init__(self) -> None:
+        verdicts = self.verdicts
+        if len(verdicts) == 1:
+            tally: tuple[tuple[Verdict, int], ...] = ((verdicts[0], 1),)
+        else:
+            distinct = {id(v): v for v in verdicts}
+            tally = tuple((distinct[k], n) for k, n in Counter(map(id, verdicts)).items())
+        object.__setattr__(self, "tally", tally)
 
     @property
     def forwards_any(self) -> bool:
-        return self.rejection is None and any(v.forwarded for v in self.verdicts)
+        return self.rejection is None and any(v.forwarded for v, _ in self.tally)
 
     @property
     def modified(self) -> bool:
         """True when the forwarded body differs from the received one."""
-        return any(not v.forwarded or v.modified for v in self.verdicts)
+        return any(not v.forwarded or v.modified for v, _ in self.tally)
 
 
 def decide(stream: Stream, principal: Principal, commands: Sequence[Command]) -> Decision:
@@ -53,9 +66,7 @@ def decide(stream: Stream, principal: Principal, commands: Sequence[Command]) ->
     if principal.token is TokenState.INVALID:
         principal = Principal()  # a failed token signs nothing
     judge = _Judge(stream, principal, mode)
-    verdicts = tuple(
-        judge.memoized(c) if not principal.signed else judge.command(c) for c in commands
-    )
+    verdicts = tuple(map(judge.command if principal.signed else judge.memoized, commands))
     if rejection is not None:  # monitor: enforce would have stopped at the request level
         verdicts = tuple(replace(v, would_reject=()) for v in verdicts)
         return Decision(verdicts, would_reject=(rejection.reason,))

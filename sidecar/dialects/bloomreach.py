@@ -31,6 +31,7 @@ _BATCH_NAMES = {
     "customers": Kind.CUSTOMER,
     "system/time": Kind.PASSTHROUGH,
 }
+_PASSTHROUGH = Command(Kind.PASSTHROUGH)
 _STREAM_PATH = re.compile(r"^/track/u/v1/(customers/events|customers|batch)$")
 _PROJECT_PATH = re.compile(r"^/track/v2/projects/([^/]+)/(customers/events|customers|batch)$")
 
@@ -123,22 +124,33 @@ class Bloomreach:
 
 
 def decode_command(kind: Kind, data: object) -> Command:
-    """One command's `data` object; a malformed one carries the reason in `malformed`."""
+    """One command's `data` object; a malformed one carries the reason in `malformed`.
+    The well-formed case is checked inline (it is every command of every batch);
+    `_shape_problem` says what is wrong otherwise."""
     if kind is Kind.PASSTHROUGH:
-        return Command(kind)
+        return _PASSTHROUGH
+    if type(data) is dict:
+        ids, properties = data.get("customer_ids"), data.get("properties")
+        if type(ids) is dict and (properties is None or type(properties) is dict):
+            for value in ids.values():
+                if type(value) is not str:
+                    return Command(kind, malformed="customer_ids values must be strings")
+            names = tuple(properties) if properties else ()
+            if kind is Kind.CUSTOMER:
+                return Command(kind, ids, None, names, ())
+            event_type, timestamp = data.get("event_type"), data.get("timestamp")
+            if (
+                type(event_type) is str
+                and event_type
+                and (timestamp is None or type(timestamp) is float or type(timestamp) is int)
+            ):
+                return Command(kind, ids, event_type, (), names)
+    return Command(kind, malformed=_shape_problem(kind, data))
+
+
+def _shape_problem(kind: Kind, data: object) -> str:
     if type(data) is not dict:
-        return Command(kind, malformed="a command must be a JSON object")
-    problem = _shape_problem(kind, data)
-    if problem:
-        return Command(kind, malformed=problem)
-    properties = data.get("properties")
-    names = tuple(properties) if properties else ()
-    if kind is Kind.CUSTOMER:
-        return Command(kind, data["customer_ids"], None, names, ())
-    return Command(kind, data["customer_ids"], data["event_type"], (), names)
-
-
-def _shape_problem(kind: Kind, data: dict[str, Any]) -> str | None:
+        return "a command must be a JSON object"
     ids = data.get("customer_ids")
     if type(ids) is not dict:
         return "customer_ids must be an object"
@@ -152,10 +164,7 @@ def _shape_problem(kind: Kind, data: dict[str, Any]) -> str | None:
         timestamp = data.get("timestamp")
         if timestamp is not None and (type(timestamp) is not int and type(timestamp) is not float):
             return "timestamp must be a number or null"
-    properties = data.get("properties")
-    if properties is not None and type(properties) is not dict:
-        return "properties must be an object or null"
-    return None
+    return "properties must be an object or null"
 
 
 def _batch_items(document: object) -> list[Any]:
@@ -171,31 +180,34 @@ def _batch_items(document: object) -> list[Any]:
 
 
 def _decode_item(item: object) -> Command:
-    if not isinstance(item, dict) or item.get("name") not in _BATCH_NAMES:
+    if type(item) is not dict or (kind := _BATCH_NAMES.get(str(item.get("name")))) is None:
         names = ", ".join(_BATCH_NAMES)
         return Command(Kind.EVENT, malformed=f"a batch command needs a name of {names} and data")
-    kind = _BATCH_NAMES[item["name"]]
     if kind is not Kind.PASSTHROUGH and "data" not in item:
         return Command(kind, malformed="a batch command needs a data object")
     return decode_command(kind, item.get("data"))
 
 
 def _strip(command: Command, data: dict[str, Any], verdict: Verdict) -> dict[str, Any]:
+    """A copy of `data` without the verdict's stripped ids and properties (the
+    received object is left as it is)."""
     properties = (
         SetName.CUSTOMER_PROPERTIES if command.kind is Kind.CUSTOMER else SetName.EVENT_PROPERTIES
     )
-    out = dict(data)
-    ids = verdict.stripped.get(SetName.CUSTOMER_IDS)
-    if ids:
-        out["customer_ids"] = _without(data["customer_ids"], ids)
-    names = verdict.stripped.get(properties)
-    if names:
-        out["properties"] = _without(data["properties"], names)
+    out = data.copy()
+    stripped = verdict.stripped
+    if SetName.CUSTOMER_IDS in stripped:
+        out["customer_ids"] = _without(data["customer_ids"], stripped[SetName.CUSTOMER_IDS])
+    if properties in stripped:
+        out["properties"] = _without(data["properties"], stripped[properties])
     return out
 
 
-def _without(mapping: Mapping[str, Any], names: Sequence[str]) -> dict[str, Any]:
-    return {key: value for key, value in mapping.items() if key not in names}
+def _without(mapping: dict[str, Any], names: Sequence[str]) -> dict[str, Any]:
+    out = mapping.copy()
+    for name in names:
+        out.pop(name, None)
+    return out
 
 
 def _own_result(verdict: Verdict) -> dict[str, Any]:
