@@ -93,6 +93,7 @@ class Row:
     half_load_p50_ms: float = 0.0
     half_load_p99_ms: float = 0.0
     peak_rss_mb: float = 0.0
+    cpu_us_per_request: float = 0.0  # the proxy's own CPU time (user + system) per request
     errors: int = 0
     runs: list[dict[str, Any]] = field(default_factory=list)
 
@@ -124,6 +125,18 @@ def peak_rss_mb(pids: list[int]) -> float:
         except OSError:
             continue
     return peak / 1024
+
+
+def cpu_seconds(pids: list[int]) -> float:
+    """User + system CPU time consumed so far by `pids` (from /proc/PID/stat)."""
+    ticks = 0
+    for pid in pids:
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        ticks += int(fields[11]) + int(fields[12])  # utime, stime
+    return ticks / os.sysconf("SC_CLK_TCK")
 
 
 def children(pid: int) -> list[int]:
@@ -200,9 +213,15 @@ def proxy_body(port: int, upstream: int) -> str:
 
 
 def trackgate_rules(
-    directory: Path, port: int, admin: int, upstream: int, workers: int = 1
+    directory: Path,
+    port: int,
+    admin: int,
+    upstream: int,
+    *,
+    workers: int = 1,
+    name: str = "rules.yaml",
 ) -> Path:
-    path = directory / "rules.yaml"
+    path = directory / name
     path.write_text(f"""
 version: 1
 server:
@@ -280,30 +299,48 @@ class Bench:
             self.token_offset += result["requests"]
         return result
 
-    def measure(self, system: str, url: str, workload: Workload, pids: list[int]) -> Row:
+    def compare(self, workload: Workload, systems: dict[str, tuple[str, list[int]]]) -> list[Row]:
+        """Measure `systems` (name → url, pids) on one workload, their runs interleaved
+        (A, B, C, A, B, C, …) so that a noisy moment of the machine hits every system
+        alike and the ratios compare like with like."""
         args = self.args
-        self.wrk(url, workload, args.connections, 1)  # warm-up
-        runs = [
-            self.wrk(url, workload, args.connections, args.duration) for _ in range(args.repeat)
-        ]
-        row = Row(system, workload.name, runs=runs)
-        row.rps = statistics.median(r["requests"] / (r["duration_us"] / 1e6) for r in runs)
-        row.p50_ms = statistics.median(r["p50_us"] for r in runs) / 1000
-        row.p99_ms = statistics.median(r["p99_us"] for r in runs) / 1000
-        row.errors = sum(r["errors"] + r["status_errors"] for r in runs)
-        single = self.wrk(url, workload, 1, max(1.0, args.duration / 2))
-        row.one_conn_p50_ms, row.one_conn_p99_ms = single["p50_us"] / 1000, single["p99_us"] / 1000
-        paced_connections = 10
-        delay = 1000 * paced_connections / max(row.rps * 0.5, 1)
-        half = self.wrk(
-            url, workload, paced_connections, max(1.0, args.duration / 2), delay_ms=delay
-        )
-        row.half_load_rps = half["requests"] / (half["duration_us"] / 1e6)
-        row.half_load_p50_ms, row.half_load_p99_ms = half["p50_us"] / 1000, half["p99_us"] / 1000
-        row.peak_rss_mb = peak_rss_mb(pids)
-        print(f"  {system:<10} {workload.name}  {row.rps:9.0f} req/s  p50 {row.p50_ms:6.2f} ms  "
-              f"p99 {row.p99_ms:6.2f} ms  rss {row.peak_rss_mb:5.1f} MB  errors {row.errors}", flush=True)  # fmt: skip
-        return row
+        rows = {name: Row(name, workload.name) for name in systems}
+        for url, _ in systems.values():
+            self.wrk(url, workload, args.connections, 1)  # warm-up
+        for _ in range(args.repeat):
+            for name, (url, pids) in systems.items():
+                before = cpu_seconds(pids)
+                run = self.wrk(url, workload, args.connections, args.duration)
+                run["cpu_seconds"] = cpu_seconds(pids) - before
+                rows[name].runs.append(run)
+        for name, (url, pids) in systems.items():
+            row = rows[name]
+            runs = row.runs
+            row.rps = statistics.median(r["requests"] / (r["duration_us"] / 1e6) for r in runs)
+            row.p50_ms = statistics.median(r["p50_us"] for r in runs) / 1000
+            row.p99_ms = statistics.median(r["p99_us"] for r in runs) / 1000
+            row.cpu_us_per_request = statistics.median(
+                1e6 * r["cpu_seconds"] / max(r["requests"], 1) for r in runs
+            )
+            row.errors = sum(r["errors"] + r["status_errors"] for r in runs)
+            single = self.wrk(url, workload, 1, max(1.0, args.duration / 2))
+            row.one_conn_p50_ms = single["p50_us"] / 1000
+            row.one_conn_p99_ms = single["p99_us"] / 1000
+            paced_connections = 10
+            delay = 1000 * paced_connections / max(row.rps * 0.5, 1)
+            half = self.wrk(
+                url, workload, paced_connections, max(1.0, args.duration / 2), delay_ms=delay
+            )
+            row.half_load_rps = half["requests"] / (half["duration_us"] / 1e6)
+            row.half_load_p50_ms, row.half_load_p99_ms = (
+                half["p50_us"] / 1000,
+                half["p99_us"] / 1000,
+            )
+            row.peak_rss_mb = peak_rss_mb(pids)
+            print(f"  {name:<12} {workload.name}  {row.rps:9.0f} req/s  p50 {row.p50_ms:6.2f} ms  "
+                  f"p99 {row.p99_ms:6.2f} ms  cpu {row.cpu_us_per_request:6.0f} us/req  "
+                  f"rss {row.peak_rss_mb:5.1f} MB  errors {row.errors}", flush=True)  # fmt: skip
+        return list(rows.values())
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
@@ -315,53 +352,50 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     bench = Bench(args, directory)
     rows: list[Row] = []
     up = free_port()
+    env = {"BENCH_HS256": HS256_SECRET}
     with process(
         ["nginx", "-c", str(nginx_conf(directory, up, upstream_body(up)))], up
     ) as upstream:
         upstream_url = f"http://127.0.0.1:{up}"
         nginx_pids = children(upstream.pid)
-        rows.append(bench.measure("upstream", upstream_url, WORKLOADS[0], nginx_pids))
-        proxy_port, bare_port = free_port(), free_port()
+        rows += bench.compare(WORKLOADS[0], {"upstream": (upstream_url, nginx_pids)})
+        proxy_port = free_port()
         proxy_conf = nginx_conf(directory, proxy_port, proxy_body(proxy_port, up))
         with process(["nginx", "-c", str(proxy_conf)], proxy_port) as proxy:
-            for workload in WORKLOADS:
-                rows.append(
-                    bench.measure(
-                        "nginx", f"http://127.0.0.1:{proxy_port}", workload, children(proxy.pid)
-                    )
-                )
-        for workload in WORKLOADS:
-            with process(
-                [sys.executable, str(BENCH / "bare_proxy.py"), str(bare_port), upstream_url],
-                bare_port,
-            ) as bare:
-                rows.append(
-                    bench.measure("bare", f"http://127.0.0.1:{bare_port}", workload, [bare.pid])
-                )
-        for workload in WORKLOADS:
-            port, admin = free_port(), free_port()
-            rules = trackgate_rules(directory, port, admin, up)
-            command = [sys.executable, "-m", "sidecar", "serve", "--config", str(rules)]
-            with process(command, port, {"BENCH_HS256": HS256_SECRET}) as trackgate:
-                rows.append(
-                    bench.measure(
-                        "trackgate", f"http://127.0.0.1:{port}", workload, [trackgate.pid]
-                    )
-                )
-        # scaling: workload (a) with server.workers: 2 (SO_REUSEPORT)
+            nginx = (f"http://127.0.0.1:{proxy_port}", children(proxy.pid))
+            for workload in WORKLOADS:  # fresh bare and trackgate processes per workload
+                bare_port, port, admin = free_port(), free_port(), free_port()
+                rules = trackgate_rules(directory, port, admin, up)
+                bare_command = [
+                    sys.executable,
+                    str(BENCH / "bare_proxy.py"),
+                    str(bare_port),
+                    upstream_url,
+                ]
+                command = [sys.executable, "-m", "sidecar", "serve", "--config", str(rules)]
+                with process(bare_command, bare_port) as bare, process(command, port, env) as tg:
+                    systems = {
+                        "nginx": nginx,
+                        "bare": (f"http://127.0.0.1:{bare_port}", [bare.pid]),
+                        "trackgate": (f"http://127.0.0.1:{port}", [tg.pid]),
+                    }
+                    rows += bench.compare(workload, systems)
+        # scaling: workload (a), one worker against two (SO_REUSEPORT), interleaved
         port, admin = free_port(), free_port()
-        rules = trackgate_rules(directory, port, admin, up, workers=2)
-        command = [sys.executable, "-m", "sidecar", "serve", "--config", str(rules)]
-        with process(command, port, {"BENCH_HS256": HS256_SECRET}) as supervisor:
+        one = trackgate_rules(directory, port, admin, up)
+        port2, admin2 = free_port(), free_port()
+        two = trackgate_rules(directory, port2, admin2, up, workers=2, name="rules-2w.yaml")
+        command = [sys.executable, "-m", "sidecar", "serve", "--config"]
+        with (
+            process([*command, str(one)], port, env) as single,
+            process([*command, str(two)], port2, env) as supervisor,
+        ):
             time.sleep(1.5)  # both workers listening
-            rows.append(
-                bench.measure(
-                    "trackgate-2w",
-                    f"http://127.0.0.1:{port}",
-                    WORKLOADS[0],
-                    children(supervisor.pid),
-                )
-            )
+            scaling = bench.compare(WORKLOADS[0], {
+                "trackgate-1w": (f"http://127.0.0.1:{port}", [single.pid]),
+                "trackgate-2w": (f"http://127.0.0.1:{port2}", children(supervisor.pid)),
+            })  # fmt: skip
+            rows += scaling
     shutil.rmtree(directory, ignore_errors=True)
     return report(rows, args)
 
@@ -370,36 +404,39 @@ def report(rows: list[Row], args: argparse.Namespace) -> dict[str, Any]:
     def find(system: str, workload: str) -> Row:
         return next(r for r in rows if r.system == system and r.workload == workload)
 
-    print(
-        "\n| row | req/s | p50 ms | p99 ms | 1-conn p50 ms | at ~50 % load: req/s, p50, p99 ms | peak RSS MB |"
-    )
-    print("|---|---:|---:|---:|---:|---|---:|")
+    print("\n| row | req/s | p50 ms | p99 ms | 1-conn p50 ms | at ~50 % load: req/s, p50, p99 ms "
+          "| CPU µs/req | peak RSS MB |")  # fmt: skip
+    print("|---|---:|---:|---:|---:|---|---:|---:|")
     for r in rows:
         label = r.system if r.system == "upstream" else f"{r.system} ({r.workload})"
         print(f"| {label} | {r.rps:.0f} | {r.p50_ms:.2f} | {r.p99_ms:.2f} | {r.one_conn_p50_ms:.2f} | "
-              f"{r.half_load_rps:.0f}, {r.half_load_p50_ms:.2f}, {r.half_load_p99_ms:.2f} | {r.peak_rss_mb:.1f} |")  # fmt: skip
+              f"{r.half_load_rps:.0f}, {r.half_load_p50_ms:.2f}, {r.half_load_p99_ms:.2f} | "
+              f"{r.cpu_us_per_request:.0f} | {r.peak_rss_mb:.1f} |")  # fmt: skip
     ratios: dict[str, dict[str, float]] = {}
-    print("\n| workload | trackgate/bare | trackgate/nginx | target (trackgate/bare) |")
-    print("|---|---:|---:|---:|")
+    print("\n| workload | trackgate/bare | trackgate/nginx | CPU per request, bare/trackgate "
+          "| target (trackgate/bare) |")  # fmt: skip
+    print("|---|---:|---:|---:|---:|")
     targets = {"a": 0.90, "b": 0.90, "c": 0.75, "d": None}
     for workload in WORKLOADS:
-        tg = find("trackgate", workload.name).rps
-        bare, nginx = find("bare", workload.name).rps, find("nginx", workload.name).rps
-        ratios[workload.name] = {"trackgate/bare": tg / bare, "trackgate/nginx": tg / nginx}
+        tg, bare = find("trackgate", workload.name), find("bare", workload.name)
+        nginx = find("nginx", workload.name)
+        cpu = bare.cpu_us_per_request / max(tg.cpu_us_per_request, 1e-9)
+        ratios[workload.name] = {
+            "trackgate/bare": tg.rps / bare.rps,
+            "trackgate/nginx": tg.rps / nginx.rps,
+            "cpu_bare/trackgate": cpu,
+        }
         target = targets[workload.name]
-        verdict = (
-            "—"
-            if target is None
-            else f"≥ {target:.2f} {'met' if tg / bare >= target else 'NOT met'}"
-        )
-        print(f"| {workload.name} | {tg / bare:.2f} | {tg / nginx:.2f} | {verdict} |")
-    scaled = next((r for r in rows if r.system == "trackgate-2w"), None)
-    if scaled is not None:
-        single = find("trackgate", "a").rps
-        print(
-            f"\nscaling, workload a: 2 workers {scaled.rps:.0f} req/s = {scaled.rps / single:.2f}x one worker"
-        )
-        ratios["workers_2_over_1"] = {"a": scaled.rps / single}
+        met = "met" if tg.rps / bare.rps >= (target or 0) else "NOT met"
+        verdict = "—" if target is None else f"≥ {target:.2f} {met}"
+        print(f"| {workload.name} | {tg.rps / bare.rps:.2f} | {tg.rps / nginx.rps:.3f} | {cpu:.2f} "
+              f"| {verdict} |")  # fmt: skip
+    one, two = find("trackgate-1w", "a"), find("trackgate-2w", "a")
+    print(f"\nscaling, workload a: 2 workers {two.rps:.0f} req/s = {two.rps / one.rps:.2f}x "
+          f"one worker ({one.rps:.0f} req/s), measured interleaved")  # fmt: skip
+    ratios["workers_2_over_1"] = {"a": two.rps / one.rps}
+    peak = max(r.peak_rss_mb for r in rows if r.system == "trackgate")
+    print(f"peak RSS of one trackgate process: {peak:.1f} MB (target ≤ 100 MB)")
     result = {
         "when": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "machine": {"cpus": os.cpu_count(), "python": sys.version.split()[0]},

@@ -66,7 +66,10 @@ def decide(stream: Stream, principal: Principal, commands: Sequence[Command]) ->
     if principal.token is TokenState.INVALID:
         principal = Principal()  # a failed token signs nothing
     judge = _Judge(stream, principal, mode)
-    verdicts = tuple(map(judge.command if principal.signed else judge.memoized, commands))
+    # Without a contradicting id, a signed id type's value always equals the
+    # command's, so names and the token's id types decide: the memo applies.
+    memo = not principal.signed or rejection is None
+    verdicts = tuple(map(judge.memoized if memo else judge.command, commands))
     if rejection is not None:  # monitor: enforce would have stopped at the request level
         verdicts = tuple(replace(v, would_reject=()) for v in verdicts)
         return Decision(verdicts, would_reject=(rejection.reason,))
@@ -123,10 +126,15 @@ class _Judge:
         self.stream = stream
         self.principal = principal
         self.mode = mode
+        # What the principal contributes to a verdict when no id contradicts it:
+        # whether it is signed, and which id types it signs.
+        self.signs = frozenset(principal.signed_ids) if principal.signed else None
 
     def memoized(self, command: Command) -> Verdict:
-        """`command`, for an unsigned principal: its verdict then depends only on names,
-        so commands of the same shape (a batch of page views) are judged once."""
+        """`command`, judged once per shape: for an unsigned principal, or a signed
+        one whose ids no command contradicts, the verdict depends only on names and
+        the signed id types, so commands of one shape (a batch of page views, the
+        same event from the same signed user) share one verdict."""
         key = (
             command.kind,
             command.event_type,
@@ -134,6 +142,7 @@ class _Judge:
             command.customer_properties,
             command.event_properties,
             command.malformed,
+            self.signs,
         )
         memo = self.stream.verdicts
         verdict: Verdict | None = memo.get(key)

@@ -10,7 +10,7 @@ from sidecar.auth import Principal, TokenState
 from sidecar.commands import Command, Kind
 from sidecar.config import load_rules
 from sidecar.errors import Reason, Rejection
-from sidecar.policy import decide, needs_signature
+from sidecar.policy import Decision, decide, needs_signature
 from sidecar.rules import SetName, Stream
 
 STREAM = """
@@ -125,6 +125,41 @@ def test_enforcement_table(
     [verdict] = decision.verdicts
     assert verdict.reason is reason
     assert set(verdict.would_reject) | set(decision.would_reject) == set(would)
+
+
+def outcome(decision: Decision) -> object:
+    if decision.rejection is not None:
+        return decision.rejection.reason
+    return [(v.reason, dict(v.stripped), v.would_reject) for v in decision.verdicts]
+
+
+@pytest.mark.parametrize("mode", ["enforce", "monitor", "off"])
+def test_the_verdict_memo_never_changes_a_decision(tmp_path: Path, mode: str) -> None:
+    """One stream (one memo) judges every principal and command in turn, twice, and
+    must agree with a fresh stream (an empty memo) each time: a remembered verdict
+    from one principal never answers for another."""
+    signs_u2 = Principal(TokenState.VALID, signed_ids={"registered": "u-2"})
+    signs_both = Principal(TokenState.VALID, signed_ids={"registered": "u-1", "cookie": "c-1"})
+    principals = [NO_TOKEN, VALID, VALID_COOKIE, BAD, signs_u2, signs_both]
+    commands = [
+        visit(),
+        purchase(),
+        visit(cookie="c-1", registered="u-1"),
+        visit(cookie="c-1", registered="u-2"),
+        purchase(cookie="c-1", registered="u-1"),
+        purchase(registered="u-2"),
+        visit(phone_id="p", registered="u-1"),
+    ]
+    shared = stream(tmp_path, mode)
+    for _ in range(2):
+        for principal in principals:
+            for command in commands:
+                fresh = stream(tmp_path, mode)
+                batch = [command, visit(), command]
+                assert outcome(decide(shared, principal, batch)) == outcome(
+                    decide(fresh, principal, batch)
+                ), (principal, command)
+    assert shared.verdicts  # the memo was used
 
 
 def test_monitor_records_request_level_reasons(tmp_path: Path) -> None:
