@@ -9,9 +9,14 @@ Rows (each with wrk, a fixed duration, several repetitions, medians):
              b) signed-only event, the same valid HS256 JWT every time (cache path)
              c) a 50-command batch with stripping and 10 % rejected commands
              d) signed-only event, a different RS256 JWT every request (cache misses)
+  bare+json  (batch only) bare, plus parsing and re-serialising the body: the
+             floor of any proxy that rewrites JSON in this stack
+  trackgate-1w / -2w   workload (a) with server.workers 1 and 2 (scaling)
 nginx and bare are measured with each workload's request too, so every ratio
-compares like with like. Each row also gets its latency at 1 connection (the
-latency a hop adds) and at ~50 % of its measured capacity, and its peak RSS.
+compares like with like, and the systems' runs are interleaved (nginx, bare,
+trackgate, nginx, …) so that the machine's noisy moments hit them alike. Each
+row also gets its latency at 1 connection (the latency a hop adds) and at ~50 %
+of its measured capacity, its CPU time per request and its peak RSS.
 
     python bench/run.py [--duration 5] [--repeat 3] [--connections 50] [--tokens 40000]
 """
@@ -373,12 +378,20 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                     upstream_url,
                 ]
                 command = [sys.executable, "-m", "sidecar", "serve", "--config", str(rules)]
-                with process(bare_command, bare_port) as bare, process(command, port, env) as tg:
+                json_port = free_port()
+                json_command = [*bare_command[:2], str(json_port), upstream_url, "--json"]
+                with (
+                    process(bare_command, bare_port) as bare,
+                    process(command, port, env) as tg,
+                    process(json_command, json_port) as bare_json,
+                ):
                     systems = {
                         "nginx": nginx,
                         "bare": (f"http://127.0.0.1:{bare_port}", [bare.pid]),
                         "trackgate": (f"http://127.0.0.1:{port}", [tg.pid]),
                     }
+                    if workload.name == "c":  # the floor of any JSON-rewriting proxy
+                        systems["bare+json"] = (f"http://127.0.0.1:{json_port}", [bare_json.pid])
                     rows += bench.compare(workload, systems)
         # scaling: workload (a), one worker against two (SO_REUSEPORT), interleaved
         port, admin = free_port(), free_port()
@@ -431,6 +444,10 @@ def report(rows: list[Row], args: argparse.Namespace) -> dict[str, Any]:
         verdict = "—" if target is None else f"≥ {target:.2f} {met}"
         print(f"| {workload.name} | {tg.rps / bare.rps:.2f} | {tg.rps / nginx.rps:.3f} | {cpu:.2f} "
               f"| {verdict} |")  # fmt: skip
+    floor = find("bare+json", "c")
+    print(f"\nbare+json/bare on (c): {floor.rps / find('bare', 'c').rps:.2f} (parse and re-serialise "
+          "the batch, nothing else)")  # fmt: skip
+    ratios["c"]["bare+json/bare"] = floor.rps / find("bare", "c").rps
     one, two = find("trackgate-1w", "a"), find("trackgate-2w", "a")
     print(f"\nscaling, workload a: 2 workers {two.rps:.0f} req/s = {two.rps / one.rps:.2f}x "
           f"one worker ({one.rps:.0f} req/s), measured interleaved")  # fmt: skip
