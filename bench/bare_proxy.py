@@ -19,7 +19,7 @@ import aiohttp
 import orjson
 from aiohttp import web
 
-from sidecar.app import event_loop_policy
+from sidecar.app import event_loop_policy, settle_garbage_collector
 
 SESSION = web.AppKey("session", aiohttp.ClientSession)
 
@@ -50,6 +50,7 @@ def main() -> None:
     app["json"] = "--json" in sys.argv[3:]
     app.cleanup_ctx.append(session_context)
     app.router.add_route("*", "/{tail:.*}", relay)
+    settle_garbage_collector()  # the same runtime settings as trackgate
     web.run_app(
         app,
         host="127.0.0.1",

@@ -52,7 +52,7 @@ class Body:
             return None
 
 
-async def read_body(request: web.Request, limit: int) -> Body:
+async def read_body(request: web.BaseRequest, limit: int) -> Body:
     """The decoded request body. Rejects: payload_too_large, malformed_payload."""
     declared = request.content_length
     if declared is not None and declared > limit:

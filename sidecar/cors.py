@@ -25,7 +25,7 @@ MAX_AGE_SECONDS = 600
 _HEADER_LIST = re.compile(r"^[A-Za-z0-9!#$%&'*+.^_`|~-]+(\s*,\s*[A-Za-z0-9!#$%&'*+.^_`|~-]+)*$")
 
 
-def check_origin(stream: Stream, request: web.Request) -> None:
+def check_origin(stream: Stream, request: web.BaseRequest) -> None:
     """A browser request's origin. Rejects: origin_not_allowed."""
     origin = request.headers.get("Origin")
     if stream.cors is None or origin is None or origin in stream.cors.allowed_origins:
@@ -35,7 +35,7 @@ def check_origin(stream: Stream, request: web.Request) -> None:
     )
 
 
-def allow_headers(stream: Stream | None, request: web.Request) -> dict[str, str]:
+def allow_headers(stream: Stream | None, request: web.BaseRequest) -> dict[str, str]:
     """The CORS headers of a response to an allowed origin (none otherwise)."""
     origin = request.headers.get("Origin")
     if stream is None or stream.cors is None or origin not in stream.cors.allowed_origins:
@@ -56,7 +56,7 @@ def preflight_origins(rules: Rules, dialect: str, stream: Stream | None) -> froz
     return origins or None
 
 
-def preflight_reply(origins: frozenset[str], request: web.Request) -> Reply:
+def preflight_reply(origins: frozenset[str], request: web.BaseRequest) -> Reply:
     """204 with the CORS grant for an allowed origin. Rejects: origin_not_allowed."""
     origin = request.headers.get("Origin")
     if origin is None or origin not in origins:

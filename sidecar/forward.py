@@ -50,7 +50,7 @@ def upstream_pool(upstream: Upstream) -> Pool:
 async def forward(
     pool: Pool,
     upstream: Upstream,
-    request: web.Request,
+    request: web.BaseRequest,
     *,
     body: bytes,
     consumed: frozenset[str],
@@ -79,7 +79,7 @@ async def forward(
 
 def request_head(
     pool: Pool,
-    request: web.Request,
+    request: web.BaseRequest,
     *,
     length: int,
     consumed: frozenset[str],

@@ -60,7 +60,7 @@ class Pipeline:
         self.verifier = verifier
         self.metrics = metrics
 
-    async def handle(self, request: web.Request) -> web.Response:
+    async def handle(self, request: web.BaseRequest) -> web.Response:
         """The aiohttp handler: run the stages, turn the outcome into a response."""
         exchange = Exchange(_request_id(request), time.monotonic())
         rules = self.holder.current  # read once: this request sees one rules version
@@ -101,7 +101,7 @@ class Pipeline:
         self,
         rules: Rules | None,
         endpoint: Endpoint | None,
-        request: web.Request,
+        request: web.BaseRequest,
         exchange: Exchange,
     ) -> Reply:
         if rules is None:
@@ -143,7 +143,7 @@ class Pipeline:
         return with_debug_headers(stream, reply, verdicts)
 
     async def _preflight(
-        self, rules: Rules, endpoint: Endpoint, request: web.Request, exchange: Exchange
+        self, rules: Rules, endpoint: Endpoint, request: web.BaseRequest, exchange: Exchange
     ) -> Reply:
         """A CORS preflight: answered for streams with `cors`, forwarded otherwise.
         Rejects: stream_id_conflict, unknown_stream, origin_not_allowed."""
@@ -162,7 +162,7 @@ class Pipeline:
     async def _forward(
         self,
         rules: Rules,
-        request: web.Request,
+        request: web.BaseRequest,
         *,
         body: bytes,
         consumed: frozenset[str],
@@ -194,7 +194,7 @@ class Pipeline:
         return pool
 
 
-def check_method(request: web.Request) -> None:
+def check_method(request: web.BaseRequest) -> None:
     """Tracking endpoints take POST. Rejects: method_not_allowed."""
     if request.method != "POST":
         raise Rejection(Reason.METHOD_NOT_ALLOWED, f"{request.method} is not allowed; use POST")
@@ -256,7 +256,7 @@ def _token_result(principal: Principal) -> str | None:
     return None
 
 
-def _request_id(request: web.Request) -> str:
+def _request_id(request: web.BaseRequest) -> str:
     """The client's X-Request-Id when it is sane, else a new one: a random
     per-process prefix and a counter (unique, and cheaper than uuid4)."""
     given = request.headers.get("X-Request-Id")

@@ -10,7 +10,7 @@ from sidecar.errors import Reason, Rejection
 from sidecar.rules import Rules, Stream
 
 
-def find_stream(rules: Rules, endpoint: Endpoint, request: web.Request, body: Body) -> Stream:
+def find_stream(rules: Rules, endpoint: Endpoint, request: web.BaseRequest, body: Body) -> Stream:
     """The configured stream the request names, speaking the endpoint's dialect.
     Rejects: stream_id_conflict, unknown_stream, unknown_endpoint (dialect mismatch)."""
     stream_id = endpoint.dialect.stream_id(request, endpoint, body)

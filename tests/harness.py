@@ -23,7 +23,7 @@ import aiohttp
 from aiohttp import web
 from multidict import CIMultiDict
 
-from sidecar.app import admin_app, tracking_app
+from sidecar.app import TrackingRunner, admin_app
 from sidecar.config import load_rules
 from sidecar.metrics import Metrics
 from sidecar.reload import Reloader, RulesHolder
@@ -113,15 +113,17 @@ async def start_collector(collector: Collector) -> web.AppRunner:
 
 async def start_sidecar(
     rules_path: Path, env: dict[str, str]
-) -> tuple[Sidecar, list[web.AppRunner]]:
+) -> tuple[Sidecar, list[web.BaseRunner]]:
     """The tracking and admin apps `trackgate serve` runs, with the rules watcher running."""
     holder, metrics = RulesHolder(), Metrics()
     reloader = Reloader(rules_path, holder, metrics, env)
     reloader.install(load_rules(rules_path, env))
-    runners = []
+    runners: list[web.BaseRunner] = []
     urls = []
-    for app in (tracking_app(holder, metrics), admin_app(holder, metrics)):
-        runner = web.AppRunner(app, access_log=None)
+    for runner in (
+        TrackingRunner(holder, metrics),
+        web.AppRunner(admin_app(holder, metrics), access_log=None),
+    ):
         await runner.setup()
         await web.TCPSite(runner, "127.0.0.1", 0).start()
         host, port = runner.addresses[0][:2]

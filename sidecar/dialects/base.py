@@ -60,7 +60,7 @@ class Dialect(Protocol):
     def match(self, path: str) -> Endpoint | None:
         """The endpoint `path` names, if it is one of this dialect's."""
 
-    def stream_id(self, request: web.Request, endpoint: Endpoint, body: Body) -> str | None:
+    def stream_id(self, request: web.BaseRequest, endpoint: Endpoint, body: Body) -> str | None:
         """The stream ID the request names. Rejects: stream_id_conflict."""
 
     def decode(self, endpoint: Endpoint, body: Body, stream: Stream) -> Payload:

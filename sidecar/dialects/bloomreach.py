@@ -49,7 +49,7 @@ class Bloomreach:
             return Endpoint(self, found[2], _ENDPOINTS[found[2]], path_stream_id=found[1])
         return None
 
-    def stream_id(self, request: web.Request, endpoint: Endpoint, body: Body) -> str | None:
+    def stream_id(self, request: web.BaseRequest, endpoint: Endpoint, body: Body) -> str | None:
         """`stream_id` query parameter, `X-Stream-Id` header, or the project path segment."""
         found = {
             *request.query.getall("stream_id", ()),

@@ -62,7 +62,7 @@ class Segment:
             return Endpoint(self, _BATCH_PATHS[path], None)
         return None
 
-    def stream_id(self, request: web.Request, endpoint: Endpoint, body: Body) -> str | None:
+    def stream_id(self, request: web.BaseRequest, endpoint: Endpoint, body: Body) -> str | None:
         """The write key: Basic username, `writeKey` in the query, the body or its messages."""
         found = set(request.query.getall("writeKey", ()))
         username = _basic_username(request.headers.get("Authorization", ""))
