@@ -109,7 +109,6 @@ async def serve(path: Path, rules: Rules) -> None:
     watcher.cancel()
     await tracking.cleanup()  # closes the listener, waits (bounded) for in-flight requests
     await admin.cleanup()
-    logs.ACCESS_LOG.flush()
     logs.event("stopped")
 
 
