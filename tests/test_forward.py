@@ -8,6 +8,7 @@ import time
 
 import aiohttp
 import pytest
+from aiohttp import web
 
 from tests.conftest import StartSidecar
 from tests.harness import WEB_ID, Collector, Sidecar
@@ -120,3 +121,42 @@ async def test_a_collector_that_drops_the_connection_is_never_a_2xx(
     async with server:
         answer = await post(http, events_url(sidecar.url), event())
     assert (answer.status, answer.code) == (502, "upstream_unavailable")
+
+
+async def test_a_chunked_collector_answer_is_relayed_whole_with_its_headers(
+    make_sidecar: StartSidecar, http: aiohttp.ClientSession
+) -> None:
+    """A real aiohttp collector streaming its answer (chunked coding, no length):
+    the client gets the whole body with a Content-Length, the collector's own
+    headers, and no hop-by-hop header; the connection is reused between requests."""
+    peers: set[tuple[str, int]] = set()
+
+    async def stream(request: web.Request) -> web.StreamResponse:
+        await request.read()
+        peers.add(request.transport.get_extra_info("peername"))  # type: ignore[union-attr]
+        response = web.StreamResponse(headers={"X-Collector": "yes", "Content-Type": "text/x"})
+        response.enable_chunked_encoding()
+        await response.prepare(request)
+        for piece in (b'{"success":', b"true,", b'"pad":"' + b"x" * 70_000 + b'"}'):
+            await response.write(piece)
+        await response.write_eof()
+        return response
+
+    app = web.Application()
+    app.router.add_post("/{tail:.*}", stream)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    await web.TCPSite(runner, "127.0.0.1", 0).start()
+    host, port = runner.addresses[0][:2]
+    try:
+        sidecar = await make_sidecar(upstream=f"http://{host}:{port}")
+        for _ in range(3):
+            answer = await post(http, events_url(sidecar.url), event())
+            assert answer.status == 200
+            assert answer.body == b'{"success":true,"pad":"' + b"x" * 70_000 + b'"}'
+            assert answer.headers["X-Collector"] == "yes"
+            assert answer.headers["Content-Length"] == str(len(answer.body))
+            assert "Transfer-Encoding" not in answer.headers
+        assert len(peers) == 1  # one keep-alive connection served all three
+    finally:
+        await runner.cleanup()

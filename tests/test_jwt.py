@@ -14,6 +14,7 @@ import pytest
 from aiohttp import web
 from cryptography.hazmat.primitives.asymmetric import rsa
 
+import sidecar.tokens
 from tests.conftest import StartSidecar
 from tests.harness import Collector, Sidecar
 from tests.http import Answer, batch_url, customers_url, events_url, post
@@ -81,6 +82,29 @@ async def test_tokens_of_every_algorithm_are_accepted(
     assert received.json == SIGNED_EVENT
     assert "Authorization" not in received.headers  # the consumed token is never forwarded
     assert token.encode() not in received.body
+
+
+async def test_a_repeated_token_is_verified_once_through_the_sidecar(
+    send: Send, collector: Collector, keys: Keys, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The benchmark's workload (b) in miniature: the same token on every request
+    reaches the signature check once; the rest are answered from the cache."""
+    checks: list[str] = []
+    real = sidecar.tokens._signature_valid
+
+    def counting(key: Any, signing_input: bytes, signature: bytes) -> bool:
+        checks.append(key.kid)
+        return real(key, signing_input, signature)
+
+    monkeypatch.setattr(sidecar.tokens, "_signature_valid", counting)
+    token = mint(keys, "rs256")
+    for _ in range(6):
+        assert (await send(SIGNED_EVENT, token)).status == 200
+    assert checks == ["rs256"]
+    assert len(collector.received) == 6
+    other = mint(keys, "rs256", claims={"n": 2})
+    assert (await send(SIGNED_EVENT, other)).status == 200
+    assert checks == ["rs256", "rs256"]  # a different token is verified
 
 
 # -- the attack suite: each case its reason code, nothing forwarded -----------------

@@ -12,7 +12,14 @@ import aiohttp
 import pytest
 
 from tests.conftest import StartSidecar
-from tests.harness import WEB_ID, Collector, Sidecar, rules_text, start_sidecar
+from tests.harness import (
+    WEB_ID,
+    Collector,
+    Sidecar,
+    rules_text,
+    start_collector,
+    start_sidecar,
+)
 from tests.http import event, events_url, post
 from tests.jwt_keys import Keys, mint
 
@@ -240,3 +247,22 @@ async def test_key_rotation_as_bloomreach_documents_it(
         assert time.monotonic() < deadline, "the deleted key's cached token still worked after 2 s"
         await asyncio.sleep(0.05)
     assert await status(new) == 200
+
+
+async def test_a_reload_that_moves_the_collector_forwards_to_the_new_one(
+    make_sidecar: StartSidecar, collector: Collector, http: aiohttp.ClientSession
+) -> None:
+    sidecar = await make_sidecar(
+        streams=web_stream(ALLOW), server="reload_interval_seconds: 3600\n"
+    )
+    assert await status_of(http, sidecar) == 200
+    moved = Collector()
+    runner = await start_collector(moved)
+    try:
+        sidecar.rules_path.write_text(rules_text(moved.url, web_stream(ALLOW)))
+        assert await sidecar.reloader.reload()
+        assert await status_of(http, sidecar) == 200
+        assert await status_of(http, sidecar) == 200
+        assert len(collector.received) == 1 and len(moved.received) == 2
+    finally:
+        await runner.cleanup()
