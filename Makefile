@@ -47,3 +47,4 @@ bench: $(STAMP)
 	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends nginx-light wrk >/dev/null; \
 	  else echo "bench: $$tool is missing and cannot be installed here (needs root and apt-get)"; exit 1; fi; }; done
 	$(BIN)/python bench/run.py $(BENCH_ARGS)
+	$(BIN)/python bench/pipeline_cost.py

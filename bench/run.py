@@ -473,7 +473,7 @@ def main() -> None:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--duration", type=float, default=5, help="seconds per measured run")
-    parser.add_argument("--repeat", type=int, default=3, help="measured runs per row (median)")
+    parser.add_argument("--repeat", type=int, default=5, help="measured runs per row (median)")
     parser.add_argument("--connections", type=int, default=50)
     parser.add_argument("--tokens", type=int, default=40000, help="distinct RS256 tokens for (d)")
     run(parser.parse_args())

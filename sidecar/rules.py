@@ -121,11 +121,11 @@ class JwtSettings:
     max_lifetime_seconds: int
     keys: Mapping[str, VerificationKey]  # by kid
     subject: Subject | None
+    key_fingerprint: str = field(init=False)  # changes whenever any key of the stream changes
 
-    @property
-    def key_fingerprint(self) -> str:
-        """One string that changes whenever any key of the stream changes."""
-        return ",".join(sorted(f"{k.kid}:{k.alg}:{k.fingerprint}" for k in self.keys.values()))
+    def __post_init__(self) -> None:  # derived once: the token cache reads it per request
+        keys = sorted(f"{k.kid}:{k.alg}:{k.fingerprint}" for k in self.keys.values())
+        object.__setattr__(self, "key_fingerprint", ",".join(keys))
 
 
 @dataclass(frozen=True, slots=True)

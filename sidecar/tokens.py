@@ -102,9 +102,10 @@ class TokenVerifier:
             raise RuntimeError(f"stream {stream.name!r} has no jwt settings")
         cache = self._cache(stream.name, settings)
         digest = hashlib.sha256(token.encode()).digest()
-        cached = cache.get(digest)
-        if cached is not None:
-            return cached
+        try:
+            return cache[digest]  # one lookup (`get` would look twice)
+        except KeyError:
+            pass
         self.signature_checks += 1
         _, payload = verify_jws(token, settings.keys)
         verified = check_claims(payload, settings, self._clock())
