@@ -14,7 +14,6 @@ from __future__ import annotations
 import base64
 import binascii
 import hashlib
-import json
 import re
 import time
 from collections.abc import Callable, Mapping
@@ -25,6 +24,7 @@ from typing import Any
 from cachetools import TLRUCache
 from jwt.algorithms import get_default_algorithms
 
+from sidecar.body import parse_json
 from sidecar.errors import Reason, Rejection
 from sidecar.rules import JwtSettings, Stream, VerificationKey
 
@@ -198,20 +198,15 @@ def _b64decode(segment: str) -> bytes:
 
 
 def _json_object(raw: bytes, what: str) -> dict[str, Any]:
+    """Strict JSON, as for request bodies: no duplicate members (RFC 7515 §5.2),
+    no NaN or Infinity (an `exp` of NaN would pass every comparison)."""
     try:
-        document = json.loads(raw, object_pairs_hook=_unique_keys)
-    except (ValueError, RecursionError):
+        document = parse_json(raw)
+    except Rejection:
         raise _fail(Reason.TOKEN_MALFORMED, f"the token {what} is not a JSON object") from None
     if not isinstance(document, dict):
         raise _fail(Reason.TOKEN_MALFORMED, f"the token {what} is not a JSON object")
     return document
-
-
-def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    result = dict(pairs)
-    if len(result) != len(pairs):
-        raise ValueError("duplicate member")
-    return result
 
 
 def _number(value: object) -> float | None:

@@ -129,3 +129,14 @@ def test_the_cache_is_bounded(tmp_path: Path) -> None:
     for n in range(10):
         verifier.verify(web, token(exp=NOW + 60 + n))
     assert len(verifier._caches["web"][1]) == 3
+
+
+@pytest.mark.parametrize("claims", ['"exp":NaN', '"exp":Infinity', '"exp":1,"exp":2'])
+def test_claims_that_are_not_strict_json_are_malformed(tmp_path: Path, claims: str) -> None:
+    """NaN would pass every exp comparison; duplicate members are read differently
+    by different parsers. Both are refused before any claim is read."""
+    payload = '{"ids":{"registered":"u"},' + claims + "}"
+    signed = jwt.api_jws.encode(payload.encode(), SECRET_A, "HS256", headers={"kid": "a"})
+    with pytest.raises(Rejection) as failure:
+        TokenVerifier(clock=Clock()).verify(stream(tmp_path, KEY_A), signed)
+    assert failure.value.reason is Reason.TOKEN_MALFORMED
