@@ -210,9 +210,11 @@ def _json_object(raw: bytes, what: str) -> dict[str, Any]:
 
 
 def _number(value: object) -> float | None:
-    """`value` as a float when it is a JSON number (not a boolean)."""
+    """`value` when it is a JSON number (not a boolean). Integers stay integers:
+    Python compares them with floats exactly, and one past the float range
+    (`exp: 1e400` written out in digits) must not overflow a conversion."""
     if isinstance(value, int | float) and not isinstance(value, bool):
-        return float(value)
+        return value
     return None
 
 

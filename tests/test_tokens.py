@@ -140,3 +140,21 @@ def test_claims_that_are_not_strict_json_are_malformed(tmp_path: Path, claims: s
     with pytest.raises(Rejection) as failure:
         TokenVerifier(clock=Clock()).verify(stream(tmp_path, KEY_A), signed)
     assert failure.value.reason is Reason.TOKEN_MALFORMED
+
+
+@pytest.mark.parametrize(
+    ("claims", "reason"),
+    [
+        ('"exp":1' + "0" * 400, Reason.TOKEN_LIFETIME_TOO_LONG),
+        ('"exp":-1' + "0" * 400, Reason.TOKEN_EXPIRED),
+        (f'"exp":{int(NOW) + 60},"nbf":1' + "0" * 400, Reason.TOKEN_CLAIMS_INVALID),
+    ],
+)
+def test_integers_past_the_float_range_are_judged_not_crashed_on(
+    tmp_path: Path, claims: str, reason: Reason
+) -> None:
+    payload = '{"ids":{"registered":"u"},' + claims + "}"
+    signed = jwt.api_jws.encode(payload.encode(), SECRET_A, "HS256", headers={"kid": "a"})
+    with pytest.raises(Rejection) as failure:
+        TokenVerifier(clock=Clock()).verify(stream(tmp_path, KEY_A), signed)
+    assert failure.value.reason is reason
