@@ -18,7 +18,11 @@ trackgate, nginx, …) so that the machine's noisy moments hit them alike. Each
 row also gets its latency at 1 connection (the latency a hop adds) and at ~50 %
 of its measured capacity, its CPU time per request and its peak RSS.
 
-    python bench/run.py [--duration 5] [--repeat 3] [--connections 50] [--tokens 40000]
+The proxy under test runs alone on the last CPU; wrk and the upstream nginx
+share the others (on one CPU, everything shares it). The scaling rows let the
+workers use every CPU.
+
+    python bench/run.py [--duration 5] [--repeat 5] [--connections 50] [--tokens 40000]
 """
 
 from __future__ import annotations
@@ -158,12 +162,28 @@ def children(pid: int) -> list[int]:
     return found
 
 
+ALL_CPUS = frozenset(os.sched_getaffinity(0))
+# The proxy under test gets a core of its own; wrk and the upstream nginx share
+# the others, so the load generator never steals the proxy's CPU (and every
+# proxy, nginx, bare or trackgate, runs under the same conditions).
+PROXY_CPUS = frozenset({max(ALL_CPUS)}) if len(ALL_CPUS) > 1 else ALL_CPUS
+LOAD_CPUS = ALL_CPUS - PROXY_CPUS or ALL_CPUS
+
+
 @contextmanager
 def process(
-    args: list[str], port: int, env: dict[str, str] | None = None
+    args: list[str],
+    port: int,
+    env: dict[str, str] | None = None,
+    cpus: frozenset[int] = LOAD_CPUS,
 ) -> Iterator[subprocess.Popen[bytes]]:
-    proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                            env={**os.environ, **(env or {})}, cwd=ROOT)  # fmt: skip
+    own = os.sched_getaffinity(0)
+    os.sched_setaffinity(0, cpus)  # inherited by the process and any it forks
+    try:
+        proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                                env={**os.environ, **(env or {})}, cwd=ROOT)  # fmt: skip
+    finally:
+        os.sched_setaffinity(0, own)
     try:
         wait_port(port)
         yield proc
@@ -353,6 +373,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         if shutil.which(tool) is None:
             sys.exit(f"bench: {tool} is not installed; `make bench` installs nginx and wrk with "
                      "apt-get when it runs as root — install them and retry")  # fmt: skip
+    os.sched_setaffinity(0, LOAD_CPUS)  # wrk runs here too
+    print(f"proxies on CPU {sorted(PROXY_CPUS)}, wrk and the upstream on CPU {sorted(LOAD_CPUS)}")
     directory = Path(tempfile.mkdtemp(prefix="trackgate-bench-"))
     bench = Bench(args, directory)
     rows: list[Row] = []
@@ -366,7 +388,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         rows += bench.compare(WORKLOADS[0], {"upstream": (upstream_url, nginx_pids)})
         proxy_port = free_port()
         proxy_conf = nginx_conf(directory, proxy_port, proxy_body(proxy_port, up))
-        with process(["nginx", "-c", str(proxy_conf)], proxy_port) as proxy:
+        with process(["nginx", "-c", str(proxy_conf)], proxy_port, cpus=PROXY_CPUS) as proxy:
             nginx = (f"http://127.0.0.1:{proxy_port}", children(proxy.pid))
             for workload in WORKLOADS:  # fresh bare and trackgate processes per workload
                 bare_port, port, admin = free_port(), free_port(), free_port()
@@ -381,9 +403,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                 json_port = free_port()
                 json_command = [*bare_command[:2], str(json_port), upstream_url, "--json"]
                 with (
-                    process(bare_command, bare_port) as bare,
-                    process(command, port, env) as tg,
-                    process(json_command, json_port) as bare_json,
+                    process(bare_command, bare_port, cpus=PROXY_CPUS) as bare,
+                    process(command, port, env, PROXY_CPUS) as tg,
+                    process(json_command, json_port, cpus=PROXY_CPUS) as bare_json,
                 ):
                     systems = {
                         "nginx": nginx,
@@ -393,15 +415,16 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                     if workload.name == "c":  # the floor of any JSON-rewriting proxy
                         systems["bare+json"] = (f"http://127.0.0.1:{json_port}", [bare_json.pid])
                     rows += bench.compare(workload, systems)
-        # scaling: workload (a), one worker against two (SO_REUSEPORT), interleaved
+        # scaling: workload (a), one worker against two (SO_REUSEPORT), interleaved;
+        # the workers may use every core (wrk shares one of them)
         port, admin = free_port(), free_port()
         one = trackgate_rules(directory, port, admin, up)
         port2, admin2 = free_port(), free_port()
         two = trackgate_rules(directory, port2, admin2, up, workers=2, name="rules-2w.yaml")
         command = [sys.executable, "-m", "sidecar", "serve", "--config"]
         with (
-            process([*command, str(one)], port, env) as single,
-            process([*command, str(two)], port2, env) as supervisor,
+            process([*command, str(one)], port, env, ALL_CPUS) as single,
+            process([*command, str(two)], port2, env, ALL_CPUS) as supervisor,
         ):
             time.sleep(1.5)  # both workers listening
             scaling = bench.compare(WORKLOADS[0], {
