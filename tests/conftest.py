@@ -4,10 +4,12 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
+from typing import Any
 
 import aiohttp
 import pytest
 
+from sidecar import tokens as token_module
 from tests.harness import (
     BACKEND_SECRET,
     STANDARD_STREAMS,
@@ -69,3 +71,17 @@ async def http() -> AsyncIterator[aiohttp.ClientSession]:
     """A plain HTTP client."""
     async with aiohttp.ClientSession() as session:
         yield session
+
+
+@pytest.fixture
+def signature_checks(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The kid of every real signature check (a spy: the real check still runs)."""
+    calls: list[str] = []
+    real = token_module._signature_valid
+
+    def counting(key: Any, signing_input: bytes, signature: bytes) -> bool:
+        calls.append(key.kid)
+        return real(key, signing_input, signature)
+
+    monkeypatch.setattr(token_module, "_signature_valid", counting)
+    return calls

@@ -3,12 +3,10 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
 import jwt
 import pytest
 
-import sidecar.tokens
 from sidecar.config import load_rules
 from sidecar.errors import Reason, Rejection
 from sidecar.rules import Stream
@@ -45,20 +43,6 @@ def token(kid: str = "a", secret: str = SECRET_A, exp: float = NOW + 60) -> str:
     return jwt.encode(
         {"ids": {"registered": "u"}, "exp": exp}, secret, "HS256", headers={"kid": kid}
     )
-
-
-@pytest.fixture
-def signature_checks(monkeypatch: pytest.MonkeyPatch) -> list[str]:
-    """Counts real signature operations (a spy: the real check still runs)."""
-    calls: list[str] = []
-    real = sidecar.tokens._signature_valid
-
-    def counting(key: Any, signing_input: bytes, signature: bytes) -> bool:
-        calls.append(key.kid)
-        return real(key, signing_input, signature)
-
-    monkeypatch.setattr(sidecar.tokens, "_signature_valid", counting)
-    return calls
 
 
 def test_a_cached_token_causes_no_signature_verification(
