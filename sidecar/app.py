@@ -75,7 +75,7 @@ class TrackingRunner(web.ServerRunner):
         is enforced by `body.read_body`."""
         loop = asyncio.get_running_loop()
         return web.BaseRequest(
-            message, payload, protocol, writer, task, loop, client_max_size=2**62
+            message, payload, protocol, writer, task, loop, client_max_size=MAX_BODY_READ
         )
 
 

@@ -9,10 +9,10 @@ and re-encoding); the collector's body is relayed byte for byte.
 from __future__ import annotations
 
 import functools
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 
 from aiohttp import web
-from multidict import CIMultiDict, CIMultiDictProxy
+from multidict import CIMultiDict
 
 from sidecar.dialects import Reply
 from sidecar.errors import Reason, Rejection
@@ -91,7 +91,7 @@ def request_head(
     target = f"{request.method} {origin.base_path}{request.raw_path} HTTP/1.1\r\n"
     parts = [target.encode("utf-8", "surrogateescape"), b"Host: ", origin.host_header.encode()]
     dropped = _dropped(consumed, frozenset(name.lower() for name in extra) if extra else _NONE)
-    listed = _connection_listed(request.headers)
+    listed = _connection_listed(request.headers.getall("Connection", ()))
     prior: list[bytes] = []
     proto = host = False
     for name, value in request.raw_headers:
@@ -125,20 +125,17 @@ def _dropped(consumed: frozenset[str], overridden: frozenset[str]) -> frozenset[
 
 def response_headers(headers: list[tuple[str, str]]) -> CIMultiDict[str]:
     """The collector's response headers the client gets."""
-    dropped = _RESPONSE_DROPPED
-    for name, value in headers:
-        if name.lower() == "connection" and value.lower() not in _PLAIN_CONNECTION:
-            dropped = dropped | _names(value)
+    listed = _connection_listed([v for n, v in headers if n.lower() == "connection"])
+    dropped = _RESPONSE_DROPPED | listed if listed else _RESPONSE_DROPPED
     return CIMultiDict([(n, v) for n, v in headers if n.lower() not in dropped])
 
 
-def _connection_listed(headers: CIMultiDictProxy[str]) -> frozenset[str]:
-    """Headers the `Connection` header names are hop-by-hop too (RFC 9110 §7.6.1)."""
-    value = headers.get("Connection")
-    if value is None or value.lower() in _PLAIN_CONNECTION:
-        return frozenset()
-    return frozenset(name for value in headers.getall("Connection", ()) for name in _names(value))
-
-
-def _names(value: str) -> frozenset[str]:
-    return frozenset(token.strip().lower() for token in value.split(","))
+def _connection_listed(values: Iterable[str]) -> frozenset[str]:
+    """The header names `Connection` values list: hop-by-hop too (RFC 9110 §7.6.1).
+    Empty for the usual `keep-alive` or `close`."""
+    return frozenset(
+        token.strip().lower()
+        for value in values
+        if value.lower() not in _PLAIN_CONNECTION
+        for token in value.split(",")
+    )

@@ -10,6 +10,7 @@ import aiohttp
 import pytest
 from aiohttp import web
 
+from sidecar.forward import _connection_listed
 from tests.conftest import StartSidecar
 from tests.harness import WEB_ID, Collector, Sidecar
 from tests.http import event, events_url, post
@@ -160,3 +161,11 @@ async def test_a_chunked_collector_answer_is_relayed_whole_with_its_headers(
         assert len(peers) == 1  # one keep-alive connection served all three
     finally:
         await runner.cleanup()
+
+
+def test_every_connection_header_counts_when_naming_hop_by_hop_headers() -> None:
+    """A plain `Connection: keep-alive` beside one that names a header does not
+    hide the named one (RFC 9110 §7.6.1); plain values name nothing."""
+    assert _connection_listed(["keep-alive", "X-Hop, X-Other"]) == {"x-hop", "x-other"}
+    assert _connection_listed(["keep-alive"]) == frozenset()
+    assert _connection_listed(["Close"]) == frozenset()
