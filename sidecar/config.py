@@ -13,6 +13,7 @@ Nothing here runs on the request path.
 from __future__ import annotations
 
 import hashlib
+import ipaddress
 import re
 from collections.abc import Mapping
 from pathlib import Path
@@ -24,8 +25,10 @@ import yaml
 from sidecar.errors import ConfigError
 from sidecar.keys import load_jwks, load_key
 from sidecar.rules import (
+    BEARER,
     Access,
     Cors,
+    EdgeLimits,
     Enforcement,
     JwtSettings,
     Limits,
@@ -38,6 +41,7 @@ from sidecar.rules import (
     Stream,
     StreamType,
     Subject,
+    TokenPlace,
     Upstream,
     VerificationKey,
 )
@@ -147,8 +151,24 @@ def _compile_server(raw: Mapping[str, Any]) -> Server:
             url=upstream["url"].rstrip("/"),
             timeout_seconds=upstream.get("timeout_seconds", 10),
             max_connections=upstream.get("max_connections", 256),
+            idle_seconds=upstream.get("idle_seconds", 2),
+            max_answer_bytes=upstream.get("max_answer_bytes", 1_048_576),
+        ),
+        limits=EdgeLimits(**raw.get("limits", {})),
+        trusted_proxies=tuple(
+            _network(cidr, f"server.trusted_proxies[{index}]")
+            for index, cidr in enumerate(raw.get("trusted_proxies", ()))
         ),
     )
+
+
+def _network(text: str, path: str) -> ipaddress.IPv4Network | ipaddress.IPv6Network:
+    try:
+        return ipaddress.ip_network(text, strict=False)
+    except ValueError:
+        raise ConfigError(
+            f"{path}: {text!r} is not an IP address or CIDR block (e.g. 10.0.0.0/8, ::1)"
+        ) from None
 
 
 def _address(text: str, path: str) -> tuple[str, int]:
@@ -197,6 +217,7 @@ def _compile_stream(raw: Mapping[str, Any], path: str, reader: SourceReader) -> 
         cors=Cors(frozenset(cors["allowed_origins"])) if cors else None,
         debug_headers=raw.get("debug_headers", False),
         limits=Limits(**raw.get("limits", {})),
+        forward_cookies=frozenset(raw.get("forward_cookies", ())),
     )
 
 
@@ -253,7 +274,19 @@ def _compile_jwt(raw: Mapping[str, Any], path: str, reader: SourceReader) -> Jwt
         max_lifetime_seconds=int(raw.get("max_lifetime_days", 90) * SECONDS_PER_DAY),
         keys=MappingProxyType(keys),
         subject=Subject(subject["claim"], subject["id_type"]) if subject else None,
+        token_from=_token_places(raw.get("token_from"), f"{path}.token_from"),
     )
+
+
+def _token_places(raw: list[Mapping[str, str]] | None, path: str) -> tuple[TokenPlace, ...]:
+    if raw is None:
+        return (BEARER,)
+    places = []
+    for index, item in enumerate(raw):
+        if "cookie" in item and "scheme" in item:
+            raise ConfigError(f"{path}[{index}].scheme: only a header place takes a scheme")
+        places.append(TokenPlace(item.get("header"), item.get("scheme"), item.get("cookie")))
+    return tuple(places)
 
 
 def lint(stream: Stream) -> list[str]:
@@ -272,6 +305,11 @@ def lint(stream: Stream) -> list[str]:
                     f"{where}: jwt key {key.kid!r} is still a placeholder; replace it "
                     "(trackgate keygen hmac) before turning enforcement on"
                 )
+    if "*" in stream.forward_cookies:
+        warnings.append(
+            f"{where}: forward_cookies is ['*']: every cookie reaches the collector unjudged "
+            "(SDKs keep identities and traits in cookies); list the names it needs"
+        )
     if stream.type is StreamType.PUBLIC:
         cookie = stream.permissions.customer_ids.access("cookie")
         if cookie is not Access.ALLOW:

@@ -39,6 +39,7 @@ class Reason(StrEnum):
     NO_CUSTOMER_IDS = "no_customer_ids"
     UPSTREAM_UNAVAILABLE = "upstream_unavailable"
     UPSTREAM_TIMEOUT = "upstream_timeout"
+    UPSTREAM_INVALID = "upstream_invalid"
     INTERNAL_ERROR = "internal_error"
     NOT_READY = "not_ready"
 
@@ -78,6 +79,7 @@ _STATUS: dict[Reason, int] = {
     Reason.NO_CUSTOMER_IDS: 403,
     Reason.UPSTREAM_UNAVAILABLE: 502,
     Reason.UPSTREAM_TIMEOUT: 504,
+    Reason.UPSTREAM_INVALID: 502,
     Reason.INTERNAL_ERROR: 500,
     Reason.NOT_READY: 503,
 }

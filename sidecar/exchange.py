@@ -12,6 +12,9 @@ from sidecar.errors import Reason
 from sidecar.rules import SetName, Stream
 
 UNKNOWN_STREAM = "_unknown"
+_UPSTREAM_ERRORS = frozenset(
+    {Reason.UPSTREAM_UNAVAILABLE, Reason.UPSTREAM_TIMEOUT, Reason.UPSTREAM_INVALID}
+)
 
 
 @dataclass(slots=True)
@@ -53,7 +56,7 @@ class Exchange:
     @property
     def outcome(self) -> str:
         """forwarded, rejected or upstream_error (SPEC §6.3)."""
-        if self.reason in (Reason.UPSTREAM_UNAVAILABLE, Reason.UPSTREAM_TIMEOUT) or (
+        if self.reason in _UPSTREAM_ERRORS or (
             self.upstream_status is not None and self.upstream_status >= 500
         ):
             return "upstream_error"

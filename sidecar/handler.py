@@ -43,6 +43,14 @@ _REQUEST_ID = re.compile(r"^[\x21-\x7e]{1,128}$")
 _ID_PREFIX = secrets.token_hex(8)
 _ID_COUNTER = itertools.count()
 _FALLBACK_DIALECT = DIALECTS["bloomreach"]
+_RETRY_LATER = frozenset(
+    {
+        Reason.UPSTREAM_UNAVAILABLE,
+        Reason.UPSTREAM_TIMEOUT,
+        Reason.UPSTREAM_INVALID,
+        Reason.NOT_READY,
+    }
+)
 
 
 class Pipeline:
@@ -220,7 +228,7 @@ def rejection_reply(endpoint: Endpoint | None, rejection: Rejection) -> Reply:
     dialect = endpoint.dialect if endpoint else _FALLBACK_DIALECT
     reason = rejection.reason
     headers = {"Content-Type": "application/json"}
-    if reason in (Reason.UPSTREAM_UNAVAILABLE, Reason.UPSTREAM_TIMEOUT, Reason.NOT_READY):
+    if reason in _RETRY_LATER:
         headers["Retry-After"] = "1"
     if reason is Reason.METHOD_NOT_ALLOWED:
         headers["Allow"] = "POST"

@@ -6,6 +6,7 @@ up, never changed. A `Rules` instance is one version of the rules file.
 
 from __future__ import annotations
 
+import ipaddress
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
@@ -113,6 +114,19 @@ class Subject:
 
 
 @dataclass(frozen=True, slots=True)
+class TokenPlace:
+    """One place a JWT may travel (SPEC §5.2 `jwt.token_from`): a header, with an
+    optional auth scheme in front of the token, or a cookie."""
+
+    header: str | None = None  # the header name, e.g. "Authorization"
+    scheme: str | None = None  # e.g. "Bearer": the value is "<scheme> <token>"
+    cookie: str | None = None  # the cookie name
+
+
+BEARER = TokenPlace(header="Authorization", scheme="Bearer")
+
+
+@dataclass(frozen=True, slots=True)
 class JwtSettings:
     """JWT validation settings of a public stream."""
 
@@ -121,6 +135,7 @@ class JwtSettings:
     max_lifetime_seconds: int
     keys: Mapping[str, VerificationKey]  # by kid
     subject: Subject | None
+    token_from: tuple[TokenPlace, ...] = (BEARER,)  # where the token travels, in order
     key_fingerprint: str = field(init=False)  # changes whenever any key of the stream changes
 
     def __post_init__(self) -> None:  # derived once: the token cache reads it per request
@@ -157,6 +172,8 @@ class Stream:
     cors: Cors | None = None
     debug_headers: bool = False
     limits: Limits = field(default_factory=Limits)
+    # Cookie names forwarded to the collector (SPEC §3.3); "*" in it forwards all.
+    forward_cookies: frozenset[str] = frozenset()
     # Verdicts of unsigned commands by shape, filled by the policy: a pure function's
     # memo, per rules version (a reload makes new Stream objects, so it never goes stale).
     verdicts: dict[Any, Any] = field(default_factory=dict, compare=False, repr=False)
@@ -174,6 +191,21 @@ class Upstream:
     url: str
     timeout_seconds: float
     max_connections: int
+    idle_seconds: float = 2.0  # an idle collector connection is reused at most this long
+    max_answer_bytes: int = 1_048_576  # a larger collector answer → 502 upstream_invalid
+
+
+@dataclass(frozen=True, slots=True)
+class EdgeLimits:
+    """What a client connection may cost (SPEC §2 `server.limits`, nginx/Envoy in spirit)."""
+
+    max_header_bytes: int = 32_768  # the whole request head; more → 431
+    max_headers: int = 100  # more → 431
+    header_timeout_seconds: float = 10.0  # deadline for the whole head
+    body_timeout_seconds: float = 30.0  # deadline for the whole body
+    keepalive_timeout_seconds: float = 75.0  # idle client connections are closed after this
+    max_connections: int = 10_000  # per process; past it new connections are closed
+    max_names_per_object: int = 1000  # keys in one id / property container; more → 413
 
 
 @dataclass(frozen=True, slots=True)
@@ -187,6 +219,9 @@ class Server:
     shutdown_delay_seconds: float
     upstream: Upstream
     workers: int = 1  # processes sharing the ports (SO_REUSEPORT)
+    limits: EdgeLimits = field(default_factory=EdgeLimits)
+    # Peers whose Forwarded / X-Forwarded-* / X-Real-IP headers are kept (SPEC §3.3).
+    trusted_proxies: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)

@@ -59,6 +59,32 @@ _PERMISSION_SET = {
     "additionalProperties": False,
 }
 
+_EDGE_LIMITS = {
+    "type": "object",
+    "properties": {
+        "max_header_bytes": {"type": "integer", "minimum": 1024},
+        "max_headers": {"type": "integer", "minimum": 8},
+        "header_timeout_seconds": {"type": "number", "exclusiveMinimum": 0},
+        "body_timeout_seconds": {"type": "number", "exclusiveMinimum": 0},
+        "keepalive_timeout_seconds": {"type": "number", "exclusiveMinimum": 0},
+        "max_connections": {"type": "integer", "minimum": 1},
+        "max_names_per_object": {"type": "integer", "minimum": 1},
+    },
+    "additionalProperties": False,
+}
+
+_TOKEN_PLACE = {
+    "type": "object",
+    "properties": {
+        "header": {"type": "string", "pattern": r"^[A-Za-z0-9-]+$"},
+        "scheme": {"type": "string", "pattern": r"^[A-Za-z0-9._~+/-]+$"},
+        "cookie": {"type": "string", "pattern": r"^[!#$%&'*+.^`|~0-9A-Za-z_-]+$"},
+    },
+    "oneOf": [{"required": ["header"]}, {"required": ["cookie"]}],
+    "errorMessage": "set exactly one of header (with an optional scheme), cookie",
+    "additionalProperties": False,
+}
+
 _LISTEN = {"type": "string", "pattern": r"^[^\s:]*:[0-9]{1,5}$"}
 
 SCHEMA: dict[str, Any] = {
@@ -77,12 +103,20 @@ SCHEMA: dict[str, Any] = {
                 "reload_interval_seconds": {"type": "number", "exclusiveMinimum": 0},
                 "shutdown_delay_seconds": {"type": "number", "minimum": 0},
                 "workers": {"type": "integer", "minimum": 1, "maximum": 64},
+                "trusted_proxies": {
+                    "type": "array",
+                    "items": {"type": "string", "minLength": 1},
+                    "uniqueItems": True,
+                },
+                "limits": _EDGE_LIMITS,
                 "upstream": {
                     "type": "object",
                     "properties": {
                         "url": {"type": "string", "pattern": r"^https?://[^\s/]+(/\S*)?$"},
                         "timeout_seconds": {"type": "number", "exclusiveMinimum": 0},
                         "max_connections": {"type": "integer", "minimum": 1},
+                        "idle_seconds": {"type": "number", "minimum": 0},
+                        "max_answer_bytes": {"type": "integer", "minimum": 1024},
                     },
                     "required": ["url"],
                     "additionalProperties": False,
@@ -103,6 +137,14 @@ SCHEMA: dict[str, Any] = {
                     "dialect": {"enum": list(DIALECTS)},
                     "template": {"enum": ["public", "private"]},
                     "debug_headers": {"type": "boolean"},
+                    "forward_cookies": {
+                        "type": "array",
+                        "items": {
+                            "type": "string",
+                            "pattern": r"^(\*|[!#$%&'*+.^`|~0-9A-Za-z_-]+)$",
+                        },
+                        "uniqueItems": True,
+                    },
                     "limits": {
                         "type": "object",
                         "properties": {
@@ -129,6 +171,7 @@ SCHEMA: dict[str, Any] = {
                             "enforcement": {"enum": ["off", "monitor", "enforce"]},
                             "leeway_seconds": {"type": "integer", "minimum": 0, "maximum": 3600},
                             "max_lifetime_days": {"type": "number", "exclusiveMinimum": 0},
+                            "token_from": {"type": "array", "minItems": 1, "items": _TOKEN_PLACE},
                             "keys": {
                                 "type": "array",
                                 "items": {
