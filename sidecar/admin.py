@@ -102,7 +102,9 @@ def _stream(stream: Stream) -> dict[str, Any]:
             "enforcement": stream.jwt.enforcement.value,
             "leeway_seconds": stream.jwt.leeway_seconds,
             "max_lifetime_days": stream.jwt.max_lifetime_seconds / 86_400,
-            "keys": [{"kid": k.kid, "alg": k.alg} for k in stream.jwt.keys.values()],
+            "keys": [
+                {"kid": k.kid, "alg": k.alg} for k in stream.jwt.keys.current().by_kid.values()
+            ],
             "subject": (
                 {"claim": stream.jwt.subject.claim, "id_type": stream.jwt.subject.id_type}
                 if stream.jwt.subject

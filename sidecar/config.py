@@ -23,7 +23,7 @@ from typing import Any
 import yaml
 
 from sidecar.errors import ConfigError
-from sidecar.keys import load_jwks, load_key
+from sidecar.keys import KeySource, combine, jwks_file_keys, static_keys
 from sidecar.rules import (
     BEARER,
     Access,
@@ -43,7 +43,6 @@ from sidecar.rules import (
     Subject,
     TokenPlace,
     Upstream,
-    VerificationKey,
 )
 from sidecar.schema import ACCESS_LEVELS, structural_errors
 from sidecar.sources import SourceReader
@@ -256,26 +255,31 @@ def _shared_secret(raw: Mapping[str, Any], path: str, reader: SourceReader) -> S
 
 
 def _compile_jwt(raw: Mapping[str, Any], path: str, reader: SourceReader) -> JwtSettings:
-    keys: dict[str, VerificationKey] = {}
-    for index, item in enumerate(raw.get("keys", ())):
-        key_path = f"{path}.keys[{index}]"
-        if item["kid"] in keys:
-            raise ConfigError(f"{key_path}.kid: {item['kid']!r} is already used in this stream")
-        keys[item["kid"]] = load_key(item, key_path, reader)
+    sources: dict[str, KeySource] = {
+        f"{path}.keys": static_keys(raw.get("keys", ()), f"{path}.keys", reader)
+    }
     if "jwks" in raw:
-        for key in load_jwks(raw["jwks"], f"{path}.jwks", reader):
-            if key.kid in keys:
-                raise ConfigError(f"{path}.jwks: kid {key.kid!r} is already used in this stream")
-            keys[key.kid] = key
+        sources[f"{path}.jwks"] = jwks_file_keys(raw["jwks"], f"{path}.jwks", reader)
+    _check_unique_kids(sources)
     subject = raw.get("subject")
     return JwtSettings(
         enforcement=Enforcement(raw.get("enforcement", "enforce")),
         leeway_seconds=raw.get("leeway_seconds", 30),
         max_lifetime_seconds=int(raw.get("max_lifetime_days", 90) * SECONDS_PER_DAY),
-        keys=MappingProxyType(keys),
+        keys=combine(sources.values()),
         subject=Subject(subject["claim"], subject["id_type"]) if subject else None,
         token_from=_token_places(raw.get("token_from"), f"{path}.token_from"),
     )
+
+
+def _check_unique_kids(sources: Mapping[str, KeySource]) -> None:
+    """A kid names one key of a stream, whichever source holds it."""
+    seen: set[str] = set()
+    for path, source in sources.items():
+        for kid in source.current().by_kid:
+            if kid in seen:
+                raise ConfigError(f"{path}: kid {kid!r} is already used in this stream")
+            seen.add(kid)
 
 
 def _token_places(raw: list[Mapping[str, str]] | None, path: str) -> tuple[TokenPlace, ...]:
@@ -299,7 +303,7 @@ def lint(stream: Stream) -> list[str]:
             "(jwt.enforcement is off or there is no jwt block)"
         )
     if stream.jwt is not None:
-        for key in stream.jwt.keys.values():
+        for key in stream.jwt.keys.current().by_kid.values():
             if isinstance(key.key, bytes) and key.key.startswith(PLACEHOLDER_PREFIX):
                 warnings.append(
                     f"{where}: jwt key {key.kid!r} is still a placeholder; replace it "

@@ -14,6 +14,8 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
+from sidecar.keys.base import KeySource
+
 
 class Access(StrEnum):
     """How a name in a permission set is treated."""
@@ -96,16 +98,6 @@ class SharedSecret:
 
 
 @dataclass(frozen=True, slots=True)
-class VerificationKey:
-    """A JWT verification key, ready for PyJWT."""
-
-    kid: str
-    alg: str
-    key: Any  # bytes for HMAC, a `cryptography` public key otherwise
-    fingerprint: str  # sha256 of the key material, to notice rotations
-
-
-@dataclass(frozen=True, slots=True)
 class Subject:
     """Single-subject tokens: `claim` names one customer id of type `id_type`."""
 
@@ -133,14 +125,9 @@ class JwtSettings:
     enforcement: Enforcement
     leeway_seconds: int
     max_lifetime_seconds: int
-    keys: Mapping[str, VerificationKey]  # by kid
+    keys: KeySource  # `current()` is the key set in force
     subject: Subject | None
     token_from: tuple[TokenPlace, ...] = (BEARER,)  # where the token travels, in order
-    key_fingerprint: str = field(init=False)  # changes whenever any key of the stream changes
-
-    def __post_init__(self) -> None:  # derived once: the token cache reads it per request
-        keys = sorted(f"{k.kid}:{k.alg}:{k.fingerprint}" for k in self.keys.values())
-        object.__setattr__(self, "key_fingerprint", ",".join(keys))
 
 
 @dataclass(frozen=True, slots=True)

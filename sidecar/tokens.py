@@ -26,7 +26,8 @@ from jwt.algorithms import get_default_algorithms
 
 from sidecar.body import parse_json
 from sidecar.errors import Reason, Rejection
-from sidecar.rules import JwtSettings, Stream, VerificationKey
+from sidecar.keys import KeySet, VerificationKey
+from sidecar.rules import JwtSettings, Stream
 
 MAX_TOKEN_BYTES = 8192
 CACHE_SIZE_PER_STREAM = 10_000
@@ -43,7 +44,7 @@ class VerifiedToken:
     expires_at: float
 
 
-def verify_jws(token: str, keys: Mapping[str, VerificationKey]) -> tuple[dict[str, Any], bytes]:
+def verify_jws(token: str, keys: KeySet) -> tuple[dict[str, Any], bytes]:
     """The JWS layer: header, key, algorithm and signature. Returns (header, payload).
     Rejects: token_malformed, token_unknown_kid, token_algorithm_mismatch, token_bad_signature."""
     if len(token) > MAX_TOKEN_BYTES:
@@ -100,21 +101,21 @@ class TokenVerifier:
         settings = stream.jwt
         if settings is None:
             raise RuntimeError(f"stream {stream.name!r} has no jwt settings")
-        cache = self._cache(stream.name, settings)
+        keys = settings.keys.current()
+        cache = self._cache(stream.name, keys.fingerprint)
         digest = hashlib.sha256(token.encode()).digest()
         try:
             return cache[digest]  # one lookup (`get` would look twice)
         except KeyError:
             pass
         self.signature_checks += 1
-        _, payload = verify_jws(token, settings.keys)
+        _, payload = verify_jws(token, keys)
         verified = check_claims(payload, settings, self._clock())
         cache[digest] = verified
         return verified
 
-    def _cache(self, stream: str, settings: JwtSettings) -> TLRUCache[bytes, VerifiedToken]:
+    def _cache(self, stream: str, fingerprint: str) -> TLRUCache[bytes, VerifiedToken]:
         """The stream's cache; a new, empty one whenever the stream's keys changed."""
-        fingerprint = settings.key_fingerprint
         held = self._caches.get(stream)
         if held is None or held[0] != fingerprint:
             cache: TLRUCache[bytes, VerifiedToken] = TLRUCache(
@@ -129,7 +130,7 @@ def _until_expiry(_: bytes, token: VerifiedToken, __: float) -> float:
     return token.expires_at
 
 
-def _key_for(header: Mapping[str, Any], keys: Mapping[str, VerificationKey]) -> VerificationKey:
+def _key_for(header: Mapping[str, Any], keys: KeySet) -> VerificationKey:
     kid = header.get("kid")
     if not isinstance(kid, str) or not kid:
         raise _fail(Reason.TOKEN_UNKNOWN_KID, "the token header has no kid")

@@ -54,7 +54,7 @@ def test_example_config_compiles_every_option() -> None:
     web = rules.by_id["40494d18-e714-4c8c-bbd9-35225de4e81d"]
     assert web.jwt is not None
     assert web.jwt.enforcement is Enforcement.ENFORCE
-    assert {k.kid: k.alg for k in web.jwt.keys.values()} == {
+    assert {k.kid: k.alg for k in web.jwt.keys.current().by_kid.values()} == {
         "web-2026-11": "HS256",
         "app-rsa-1": "RS256",
         "idp-ec-1": "ES256",

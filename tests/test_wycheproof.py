@@ -24,8 +24,7 @@ from typing import Any
 import pytest
 
 from sidecar.errors import ConfigError, Rejection
-from sidecar.keys import jwk_key, load_jwks
-from sidecar.rules import VerificationKey
+from sidecar.keys import KeySet, jwk_key, load_jwks
 from sidecar.sources import SourceReader
 from sidecar.tokens import verify_jws
 from tests.harness import shared_testdata
@@ -40,10 +39,9 @@ def cases(name: str) -> list[tuple[dict[str, Any], dict[str, Any]]]:
     return [(group, test) for group in document["testGroups"] for test in group["tests"]]
 
 
-def jws_keys(group: dict[str, Any]) -> dict[str, VerificationKey]:
+def jws_keys(group: dict[str, Any]) -> KeySet:
     jwk = group.get("public") or group["private"]
-    key = jwk_key(jwk, "wycheproof")
-    return {key.kid: key}
+    return KeySet.of([jwk_key(jwk, "wycheproof")])
 
 
 def accepts(load_keys: Any, group: dict[str, Any], token: str) -> bool:
@@ -58,12 +56,10 @@ def accepts(load_keys: Any, group: dict[str, Any], token: str) -> bool:
     return True
 
 
-def jwks_keys(tmp_path: Path, group: dict[str, Any]) -> dict[str, VerificationKey]:
+def jwks_keys(tmp_path: Path, group: dict[str, Any]) -> KeySet:
     keyset = group.get("public") or group["private"]
     (tmp_path / "jwks.json").write_text(json.dumps(keyset))
-    return {
-        k.kid: k for k in load_jwks({"file": "jwks.json"}, "wycheproof", SourceReader(tmp_path))
-    }
+    return KeySet.of(load_jwks({"file": "jwks.json"}, "wycheproof", SourceReader(tmp_path)))
 
 
 def run(name: str, load_keys: Any) -> tuple[Counter[str], list[int]]:

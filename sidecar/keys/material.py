@@ -1,8 +1,10 @@
-"""JWT verification keys: loaded, checked and typed at load time (SPEC §2).
+"""Key material: one key (a secret, a PEM, a JWK) → a checked `VerificationKey` (SPEC §2).
 
-Every check fails the load with a `ConfigError` naming the key's path: empty
-or short HMAC secrets, RSA keys under 2048 bits, a key whose type does not fit
-its `alg`, private key material where a public key belongs.
+Every check fails with a `ConfigError` naming the key's path: empty or short
+HMAC secrets, RSA keys under 2048 bits, a key whose type does not fit its
+`alg`, private key material where a public key belongs. Every key source
+(`static`, `jwks_file`, and any source added later) loads keys through here,
+so all of them apply the same checks.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ from jwt import PyJWK
 from jwt.exceptions import InvalidKeyError, PyJWKError
 
 from sidecar.errors import ConfigError
-from sidecar.rules import VerificationKey
+from sidecar.keys.base import VerificationKey
 from sidecar.sources import SourceReader
 
 HMAC_MIN_BYTES = {"HS256": 32, "HS384": 48, "HS512": 64}
@@ -59,7 +61,7 @@ def hmac_key(kid: str, alg: str, secret: bytes, path: str) -> VerificationKey:
         raise ConfigError(
             f"{path}: {alg} secret is {len(secret)} bytes; at least {needed} are needed"
         )
-    return VerificationKey(kid=kid, alg=alg, key=secret, fingerprint=_fingerprint(secret))
+    return VerificationKey(kid=kid, alg=alg, key=secret, fingerprint=fingerprint(secret))
 
 
 def public_key(kid: str, alg: str, pem: bytes, path: str) -> VerificationKey:
@@ -74,7 +76,7 @@ def public_key(kid: str, alg: str, pem: bytes, path: str) -> VerificationKey:
     except (ValueError, TypeError):
         raise ConfigError(f"{path}: not a PEM public key") from None
     check_fits(alg, key, path)
-    return VerificationKey(kid=kid, alg=alg, key=key, fingerprint=_fingerprint(pem))
+    return VerificationKey(kid=kid, alg=alg, key=key, fingerprint=fingerprint(pem))
 
 
 def check_fits(alg: str, key: object, path: str) -> None:
@@ -126,34 +128,8 @@ def _kind(key: object) -> str:
     return type(key).__name__
 
 
-def _fingerprint(material: bytes) -> str:
+def fingerprint(material: bytes) -> str:
     return hashlib.sha256(material).hexdigest()
-
-
-def load_jwks(raw: Mapping[str, str], path: str, reader: SourceReader) -> list[VerificationKey]:
-    """The keys of a JWKS file, each checked like a configured key."""
-    if "url" in raw:
-        raise ConfigError(
-            f"{path}.url: fetching a JWKS over the network is not supported; "
-            "mount the JWKS as a file (it is watched and reloaded) and use jwks.file"
-        )
-    try:
-        document = json.loads(reader.read(raw, path))
-    except ValueError:
-        raise ConfigError(f"{path}.file: not a JSON document") from None
-    if not isinstance(document, dict) or not isinstance(document.get("keys"), list):
-        raise ConfigError(f"{path}.file: a JWKS is an object with a `keys` list")
-    keys: dict[str, VerificationKey] = {}
-    for index, jwk in enumerate(document["keys"]):
-        key = jwk_key(jwk, f"{path}.keys[{index}]")
-        if key.kid in keys:
-            raise ConfigError(f"{path}.keys[{index}].kid: {key.kid!r} appears twice")
-        keys[key.kid] = key
-    if len({key.alg in HMAC_MIN_BYTES for key in keys.values()}) > 1:
-        raise ConfigError(
-            f"{path}.file: mixes shared secrets with public keys; keep secrets in their own file"
-        )
-    return list(keys.values())
 
 
 def jwk_key(jwk: object, path: str) -> VerificationKey:
@@ -182,7 +158,7 @@ def jwk_key(jwk: object, path: str) -> VerificationKey:
     except (PyJWKError, InvalidKeyError, ValueError, TypeError, KeyError):
         raise ConfigError(f"{path}: not a valid {alg} public key") from None
     check_fits(alg, key, path)
-    return VerificationKey(kid=kid, alg=alg, key=key, fingerprint=_fingerprint(_canonical(jwk)))
+    return VerificationKey(kid=kid, alg=alg, key=key, fingerprint=fingerprint(_canonical(jwk)))
 
 
 _ASYMMETRIC_ALGS = frozenset(
