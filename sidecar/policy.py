@@ -13,10 +13,12 @@ How `signed_only` behaves depends on the stream's JWT enforcement:
 
 from __future__ import annotations
 
+import weakref
 from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from types import MappingProxyType
+from typing import Any
 
 from sidecar.auth import Principal, TokenState
 from sidecar.commands import FORWARD, Command, Kind, Verdict
@@ -117,6 +119,18 @@ def _contradicts(signed: Mapping[str, str], commands: Sequence[Command]) -> bool
 
 
 MEMO_SIZE = 4096  # distinct command shapes remembered per stream
+# Verdicts by command shape, per stream: a pure function's memo. Keyed weakly by the
+# compiled stream, so a reload (new Stream objects) starts afresh and the old memo
+# goes with the old rules version; the compiled rules themselves stay immutable.
+_MEMOS: weakref.WeakKeyDictionary[Stream, dict[Any, Verdict]] = weakref.WeakKeyDictionary()
+
+
+def verdict_memo(stream: Stream) -> dict[Any, Verdict]:
+    """The stream's verdict memo (created on first use)."""
+    memo = _MEMOS.get(stream)
+    if memo is None:
+        memo = _MEMOS[stream] = {}
+    return memo
 
 
 class _Judge:
@@ -129,6 +143,7 @@ class _Judge:
         # What the principal contributes to a verdict when no id contradicts it:
         # whether it is signed, and which id types it signs.
         self.signs = frozenset(principal.signed_ids) if principal.signed else None
+        self.memo = verdict_memo(stream)
 
     def memoized(self, command: Command) -> Verdict:
         """`command`, judged once per shape: for an unsigned principal, or a signed
@@ -144,7 +159,7 @@ class _Judge:
             command.malformed,
             self.signs,
         )
-        memo = self.stream.verdicts
+        memo = self.memo
         verdict: Verdict | None = memo.get(key)
         if verdict is None:
             if len(memo) >= MEMO_SIZE:

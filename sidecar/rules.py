@@ -12,7 +12,6 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
 from types import MappingProxyType
-from typing import Any
 
 from sidecar.keys.base import KeySource
 
@@ -145,9 +144,11 @@ class Limits:
     max_batch_bytes: int = 500 * 1024
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, eq=False, weakref_slot=True)
 class Stream:
-    """One tracking source with its credentials and permissions."""
+    """One tracking source with its credentials and permissions. Compared and hashed
+    by identity: each rules version compiles its own, and per-stream caches (the
+    policy's verdict memo) are keyed weakly by it, so they go with their version."""
 
     name: str  # used in logs and metric labels
     id: str  # the public stream ID clients send
@@ -161,9 +162,6 @@ class Stream:
     limits: Limits = field(default_factory=Limits)
     # Cookie names forwarded to the collector (SPEC §3.3); "*" in it forwards all.
     forward_cookies: frozenset[str] = frozenset()
-    # Verdicts of unsigned commands by shape, filled by the policy: a pure function's
-    # memo, per rules version (a reload makes new Stream objects, so it never goes stale).
-    verdicts: dict[Any, Any] = field(default_factory=dict, compare=False, repr=False)
 
     @property
     def enforcement(self) -> Enforcement:
