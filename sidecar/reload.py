@@ -26,6 +26,7 @@ from sidecar.metrics import Metrics
 from sidecar.rules import Rules
 
 Signature = tuple[tuple[str, str, int, int, int], ...]
+RESTART_ONLY = ("listen", "admin_listen", "workers")  # `server` settings read only at start
 
 
 @dataclass(slots=True)
@@ -122,14 +123,12 @@ class Reloader:
         )
 
     def _warn_about_restart_only_settings(self, rules: Rules) -> None:
+        """The listeners and the worker count are set up once, at start; everything
+        else (the collector, its pool, limits, streams) takes effect with the swap."""
         current = self.holder.current
         if current is None:
             return
         old, new = current.server, rules.server
-        for name in ("listen", "admin_listen"):
+        for name in RESTART_ONLY:
             if getattr(old, name) != getattr(new, name):
                 logs.event("restart_required", logging.WARNING, setting=f"server.{name}")
-        if old.upstream.max_connections != new.upstream.max_connections:
-            logs.event(
-                "restart_required", logging.WARNING, setting="server.upstream.max_connections"
-            )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import time
 from collections.abc import Callable
@@ -163,7 +164,9 @@ async def test_sighup_style_reload_applies_at_once(
 async def test_reload_under_traffic_fails_no_request(
     make_sidecar: StartSidecar, collector: Collector, http: aiohttp.ClientSession
 ) -> None:
-    """~200 req/s for 10 s while the rules flip 20 times: every answer is one version's."""
+    """Four clients send back to back while the rules flip 20 times; each flip waits
+    until the reload is counted and more requests were answered (polling, no pacing,
+    no throughput floor): every answer is one version's, nothing fails."""
     sidecar = await make_sidecar(streams=web_stream(ALLOW), server="reload_interval_seconds: 0.1\n")
     versions = [
         rules_text(collector.url, web_stream(v), "reload_interval_seconds: 0.1\n")
@@ -173,29 +176,34 @@ async def test_reload_under_traffic_fails_no_request(
     stop = asyncio.Event()
 
     async def client() -> None:
-        next_send = time.monotonic()
         while not stop.is_set():
             statuses.append(await status_of(http, sidecar))
-            next_send += 1 / 50  # four clients at 50 req/s each
-            await asyncio.sleep(max(0.0, next_send - time.monotonic()))
 
     async def rewrite() -> None:
-        for flip in range(20):
-            sidecar.rules_path.write_text(versions[flip % 2])
-            await asyncio.sleep(0.5)
-        stop.set()
+        try:
+            for flip in range(20):
+                reloads, answered = await reload_metric(sidecar, "success"), len(statuses)
+                sidecar.rules_path.write_text(versions[flip % 2])
+                deadline = time.monotonic() + 2  # the spec's bound for a change to apply
+                while (
+                    await reload_metric(sidecar, "success") <= reloads
+                    or len(statuses) < answered + 20
+                ):
+                    assert time.monotonic() < deadline, f"flip {flip} not applied within 2 s"
+                    await asyncio.sleep(0.01)
+        finally:
+            stop.set()
 
     await asyncio.gather(rewrite(), *(client() for _ in range(4)))
-    forwarded = sum(1 for r in collector.received)
+    forwarded = len(collector.received)
     print(
         f"\nreload under traffic: {len(statuses)} requests, {statuses.count(200)} allowed, "
         f"{statuses.count(403)} denied, reloads ok={await reload_metric(sidecar, 'success'):.0f}"
     )
-    assert len(statuses) >= 1500
     assert set(statuses) <= {200, 403}  # never a 5xx, never a mixed answer
     assert forwarded == statuses.count(200)  # every 200 reached the collector, no 403 did
-    assert statuses.count(200) > 100 and statuses.count(403) > 100
-    assert await reload_metric(sidecar, "success") >= 15
+    assert statuses.count(200) > 0 and statuses.count(403) > 0
+    assert await reload_metric(sidecar, "success") >= 21  # the first load and every flip
 
 
 async def test_key_rotation_as_bloomreach_documents_it(
@@ -266,3 +274,22 @@ async def test_a_reload_that_moves_the_collector_forwards_to_the_new_one(
         assert len(collector.received) == 1 and len(moved.received) == 2
     finally:
         await runner.cleanup()
+
+
+async def test_only_start_time_settings_warn_that_they_need_a_restart(
+    make_sidecar: StartSidecar, collector: Collector, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The pool size applies with the reload (no warning); the worker count does not."""
+    sidecar = await make_sidecar(
+        streams=web_stream(ALLOW), server="reload_interval_seconds: 3600\n"
+    )
+    changed = "reload_interval_seconds: 3600\nworkers: 2\n"
+    text = rules_text(collector.url, web_stream(ALLOW), changed)
+    sidecar.rules_path.write_text(
+        text.replace("    timeout_seconds", "    max_connections: 7\n    timeout_seconds")
+    )
+    with caplog.at_level(logging.WARNING, logger="trackgate"):
+        assert await sidecar.reloader.reload()
+    warned = [r.fields["setting"] for r in caplog.records if r.getMessage() == "restart_required"]  # type: ignore[attr-defined]
+    assert warned == ["server.workers"]
+    assert sidecar.holder.current.server.upstream.max_connections == 7
