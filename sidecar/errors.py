@@ -7,9 +7,11 @@ HTTP status belongs to the code, so it is decided here and nowhere else.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
+from types import MappingProxyType
 
 
 class Reason(StrEnum):
@@ -46,43 +48,71 @@ class Reason(StrEnum):
     @property
     def status(self) -> int:
         """The HTTP status a request rejected for this reason gets."""
-        return _STATUS[self]
+        return _TABLE[self].status
+
+    @property
+    def headers(self) -> Mapping[str, str]:
+        """Fixed headers of the answer (`Retry-After` for what a client should retry)."""
+        return _TABLE[self].headers
 
     @property
     def is_token_failure(self) -> bool:
-        """True for the reasons a JWT verification can end in."""
-        return self.value.startswith("token_") and self is not Reason.TOKEN_AMBIGUOUS
+        """True for the reasons a JWT verification can end in (answered with
+        `WWW-Authenticate`, so the SDK refreshes its token: RFC 6750 §3)."""
+        return _TABLE[self].token_failure
+
+    @property
+    def is_upstream_error(self) -> bool:
+        """True when the collector, not the client, is at fault (outcome `upstream_error`)."""
+        return _TABLE[self].upstream_error
 
 
-_STATUS: dict[Reason, int] = {
-    Reason.UNKNOWN_ENDPOINT: 404,
-    Reason.METHOD_NOT_ALLOWED: 405,
-    Reason.PAYLOAD_TOO_LARGE: 413,
-    Reason.UNKNOWN_STREAM: 403,
-    Reason.STREAM_ID_CONFLICT: 400,
-    Reason.ORIGIN_NOT_ALLOWED: 403,
-    Reason.SECRET_MISSING: 401,
-    Reason.SECRET_INVALID: 401,
-    Reason.MALFORMED_PAYLOAD: 400,
-    Reason.TOKEN_AMBIGUOUS: 400,
-    Reason.TOKEN_MALFORMED: 401,
-    Reason.TOKEN_UNKNOWN_KID: 401,
-    Reason.TOKEN_ALGORITHM_MISMATCH: 401,
-    Reason.TOKEN_BAD_SIGNATURE: 401,
-    Reason.TOKEN_EXP_MISSING: 401,
-    Reason.TOKEN_EXPIRED: 401,
-    Reason.TOKEN_LIFETIME_TOO_LONG: 401,
-    Reason.TOKEN_CLAIMS_INVALID: 401,
-    Reason.SIGNATURE_REQUIRED: 403,
-    Reason.IDS_MISMATCH: 403,
-    Reason.EVENT_TYPE_DENIED: 403,
-    Reason.NO_CUSTOMER_IDS: 403,
-    Reason.UPSTREAM_UNAVAILABLE: 502,
-    Reason.UPSTREAM_TIMEOUT: 504,
-    Reason.UPSTREAM_INVALID: 502,
-    Reason.INTERNAL_ERROR: 500,
-    Reason.NOT_READY: 503,
-}
+@dataclass(frozen=True, slots=True)
+class _Traits:
+    status: int
+    headers: Mapping[str, str] = field(default_factory=lambda: _NO_HEADERS)
+    token_failure: bool = False
+    upstream_error: bool = False
+
+
+_NO_HEADERS: Mapping[str, str] = MappingProxyType({})
+_RETRY = MappingProxyType({"Retry-After": "1"})
+_TOKEN = _Traits(401, token_failure=True)
+_UPSTREAM = _Traits(502, _RETRY, upstream_error=True)
+
+# Every reason once: its status and how its answer is shaped. One table, so a new
+# reason cannot be half-defined (a test checks every member has a row).
+_TABLE: Mapping[Reason, _Traits] = MappingProxyType(
+    {
+        Reason.UNKNOWN_ENDPOINT: _Traits(404),
+        Reason.METHOD_NOT_ALLOWED: _Traits(405, MappingProxyType({"Allow": "POST"})),
+        Reason.PAYLOAD_TOO_LARGE: _Traits(413),
+        Reason.UNKNOWN_STREAM: _Traits(403),
+        Reason.STREAM_ID_CONFLICT: _Traits(400),
+        Reason.ORIGIN_NOT_ALLOWED: _Traits(403),
+        Reason.SECRET_MISSING: _Traits(401),
+        Reason.SECRET_INVALID: _Traits(401),
+        Reason.MALFORMED_PAYLOAD: _Traits(400),
+        Reason.TOKEN_AMBIGUOUS: _Traits(400),
+        Reason.TOKEN_MALFORMED: _TOKEN,
+        Reason.TOKEN_UNKNOWN_KID: _TOKEN,
+        Reason.TOKEN_ALGORITHM_MISMATCH: _TOKEN,
+        Reason.TOKEN_BAD_SIGNATURE: _TOKEN,
+        Reason.TOKEN_EXP_MISSING: _TOKEN,
+        Reason.TOKEN_EXPIRED: _TOKEN,
+        Reason.TOKEN_LIFETIME_TOO_LONG: _TOKEN,
+        Reason.TOKEN_CLAIMS_INVALID: _TOKEN,
+        Reason.SIGNATURE_REQUIRED: _Traits(403),
+        Reason.IDS_MISMATCH: _Traits(403),
+        Reason.EVENT_TYPE_DENIED: _Traits(403),
+        Reason.NO_CUSTOMER_IDS: _Traits(403),
+        Reason.UPSTREAM_UNAVAILABLE: _UPSTREAM,
+        Reason.UPSTREAM_TIMEOUT: _Traits(504, _RETRY, upstream_error=True),
+        Reason.UPSTREAM_INVALID: _UPSTREAM,
+        Reason.INTERNAL_ERROR: _Traits(500),
+        Reason.NOT_READY: _Traits(503, _RETRY),
+    }
+)
 
 
 class Rejection(Exception):

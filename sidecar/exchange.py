@@ -12,9 +12,6 @@ from sidecar.errors import Reason
 from sidecar.rules import SetName, Stream
 
 UNKNOWN_STREAM = "_unknown"
-_UPSTREAM_ERRORS = frozenset(
-    {Reason.UPSTREAM_UNAVAILABLE, Reason.UPSTREAM_TIMEOUT, Reason.UPSTREAM_INVALID}
-)
 
 
 @dataclass(slots=True)
@@ -56,7 +53,7 @@ class Exchange:
     @property
     def outcome(self) -> str:
         """forwarded, rejected or upstream_error (SPEC §6.3)."""
-        if self.reason in _UPSTREAM_ERRORS or (
+        if (self.reason is not None and self.reason.is_upstream_error) or (
             self.upstream_status is not None and self.upstream_status >= 500
         ):
             return "upstream_error"

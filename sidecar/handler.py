@@ -43,14 +43,6 @@ _REQUEST_ID = re.compile(r"^[\x21-\x7e]{1,128}$")
 _ID_PREFIX = secrets.token_hex(8)
 _ID_COUNTER = itertools.count()
 _FALLBACK_DIALECT = DIALECTS["bloomreach"]
-_RETRY_LATER = frozenset(
-    {
-        Reason.UPSTREAM_UNAVAILABLE,
-        Reason.UPSTREAM_TIMEOUT,
-        Reason.UPSTREAM_INVALID,
-        Reason.NOT_READY,
-    }
-)
 
 
 class Pipeline:
@@ -227,11 +219,7 @@ def rejection_reply(endpoint: Endpoint | None, rejection: Rejection) -> Reply:
     """The HTTP answer to a rejection, in the endpoint's dialect."""
     dialect = endpoint.dialect if endpoint else _FALLBACK_DIALECT
     reason = rejection.reason
-    headers = {"Content-Type": "application/json"}
-    if reason in _RETRY_LATER:
-        headers["Retry-After"] = "1"
-    if reason is Reason.METHOD_NOT_ALLOWED:
-        headers["Allow"] = "POST"
+    headers = {"Content-Type": "application/json", **reason.headers}
     if reason.is_token_failure:  # RFC 6750 §3: the SDK refreshes its token and retries
         headers["WWW-Authenticate"] = (
             f'Bearer error="invalid_token", error_description="{rejection.message}"'
