@@ -9,15 +9,17 @@ and re-encoding); the collector's body is relayed byte for byte.
 from __future__ import annotations
 
 import functools
+import logging
 from collections.abc import Iterable, Mapping
 
 from aiohttp import web
 from multidict import CIMultiDict
 
+from sidecar import logs
 from sidecar.dialects import Reply
 from sidecar.errors import Reason, Rejection
 from sidecar.rules import Upstream
-from sidecar.upstream import Pool, UpstreamError
+from sidecar.upstream import InvalidAnswer, Pool, UpstreamError
 
 HOP_BY_HOP = frozenset(
     {
@@ -44,7 +46,7 @@ _NONE: frozenset[str] = frozenset()
 
 def upstream_pool(upstream: Upstream) -> Pool:
     """One shared keep-alive pool to the collector."""
-    return Pool(upstream.url, upstream.max_connections)
+    return Pool(upstream.url, upstream.max_connections, idle_seconds=upstream.idle_seconds)
 
 
 async def forward(
@@ -59,14 +61,26 @@ async def forward(
 ) -> Reply:
     """Send `body` to the collector with the request's method, path and query; `extra`
     headers are set over the forwarded ones.
-    Rejects: upstream_unavailable (502), upstream_timeout (504)."""
+    Rejects: upstream_unavailable (502), upstream_invalid (502: not HTTP/1.1, or over
+    `max_answer_bytes`), upstream_timeout (504)."""
     head = request_head(
         pool, request, length=len(body), consumed=consumed, extra=extra, request_id=request_id
     )
     try:
         answer = await pool.send(
-            head, body, upstream.timeout_seconds, head_request=request.method == "HEAD"
+            head,
+            body,
+            upstream.timeout_seconds,
+            head_request=request.method == "HEAD",
+            max_answer=upstream.max_answer_bytes,
         )
+    except InvalidAnswer as invalid:
+        logs.event("upstream_invalid", logging.WARNING, flaw=invalid.flaw.value)
+        raise Rejection(
+            Reason.UPSTREAM_INVALID,
+            f"the collector's answer was not valid HTTP/1.1 or was larger than "
+            f"{upstream.max_answer_bytes} bytes ({invalid.flaw.value}); nothing was relayed",
+        ) from None
     except TimeoutError:
         raise Rejection(
             Reason.UPSTREAM_TIMEOUT,

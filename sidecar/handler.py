@@ -199,6 +199,7 @@ class Pipeline:
         if pool.url != upstream.url or pool.limit != upstream.max_connections:
             pool.close()  # idle connections now; busy ones as their requests end
             pool = self.pool = upstream_pool(upstream)
+        pool.idle_seconds = upstream.idle_seconds  # a reload may change it; no new pool
         return pool
 
 
