@@ -17,7 +17,7 @@ import logging
 import re
 import secrets
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 
 from aiohttp import web
 from multidict import CIMultiDict
@@ -27,14 +27,15 @@ from sidecar.auth import Principal, TokenState, check_secret, consumed_headers, 
 from sidecar.body import Body, check_content_type, read_body
 from sidecar.commands import Verdict
 from sidecar.cors import allow_headers, check_origin, preflight_origins, preflight_reply
-from sidecar.dialects import DIALECTS, Endpoint, Reply, find_endpoint
+from sidecar.dialects import DIALECTS, Dialect, Endpoint, Reply, find_endpoint
 from sidecar.errors import Reason, Rejection
 from sidecar.exchange import Exchange
-from sidecar.forward import forward, upstream_pool
+from sidecar.forward import Outgoing, forward, upstream_pool
 from sidecar.metrics import Metrics
 from sidecar.policy import Decision, decide
 from sidecar.reload import RulesHolder
 from sidecar.rules import Rules, SetName, Stream, StreamType, Upstream
+from sidecar.sidechannels import cookie_rule, identity_drops
 from sidecar.streams import find_stream, named_stream
 from sidecar.tokens import TokenVerifier
 from sidecar.upstream import Pool
@@ -140,11 +141,10 @@ class Pipeline:
         if not decision.forwards_any:
             return endpoint.dialect.answer_batch(payload, verdicts, None)
         outgoing = endpoint.dialect.encode(payload, verdicts) if decision.modified else body.raw
-        consumed = consumed_headers(stream)
-        extra = endpoint.dialect.upstream_headers(stream, consumed)
-        upstream = await self._forward(
-            rules, request, body=outgoing, consumed=consumed, extra=extra, exchange=exchange
+        sent = outgoing_headers(
+            rules, endpoint.dialect, stream, request, principal=principal, decision=decision
         )
+        upstream = await self._forward(rules, request, body=outgoing, sent=sent, exchange=exchange)
         reply = upstream
         if endpoint.is_batch and any(not v.forwarded for v in verdicts):
             reply = endpoint.dialect.answer_batch(payload, verdicts, upstream)
@@ -161,10 +161,15 @@ class Pipeline:
         if stream_id is not None:
             stream = exchange.stream = named_stream(rules, endpoint, stream_id)
         origins = preflight_origins(rules, endpoint.dialect.name, stream)
-        if origins is None:
+        if origins is None:  # identity headers unjudged without a body: never forwarded
+            unjudged = frozenset(name.lower() for name in endpoint.dialect.identity_headers)
             return await self._forward(
-                rules, request, body=b"", consumed=frozenset(), extra={}, exchange=exchange
-            )
+                rules, request, body=b"", exchange=exchange,
+                sent=Outgoing(
+                    unjudged, cookies=cookie_rule(stream),
+                    trusted_proxies=rules.server.trusted_proxies,
+                ),
+            )  # fmt: skip
         return preflight_reply(origins, request)
 
     async def _forward(
@@ -173,8 +178,7 @@ class Pipeline:
         request: web.BaseRequest,
         *,
         body: bytes,
-        consumed: frozenset[str],
-        extra: Mapping[str, str],
+        sent: Outgoing,
         exchange: Exchange,
     ) -> Reply:
         started = time.monotonic()
@@ -184,8 +188,7 @@ class Pipeline:
                 rules.server.upstream,
                 request,
                 body=body,
-                consumed=consumed,
-                extra=extra,
+                outgoing=sent,
                 request_id=exchange.request_id,
             )
         finally:
@@ -207,6 +210,26 @@ def check_method(request: web.BaseRequest) -> None:
     """Tracking endpoints take POST. Rejects: method_not_allowed."""
     if request.method != "POST":
         raise Rejection(Reason.METHOD_NOT_ALLOWED, f"{request.method} is not allowed; use POST")
+
+
+def outgoing_headers(
+    rules: Rules,
+    dialect: Dialect,
+    stream: Stream,
+    request: web.BaseRequest,
+    *,
+    principal: Principal,
+    decision: Decision,
+) -> Outgoing:
+    """What the forwarded head leaves out and sets: consumed credentials, identity
+    headers judged unfit (SPEC §3.3 side channels), the stream's cookie rule."""
+    consumed = consumed_headers(stream)
+    if dialect.identity_headers:
+        consumed |= identity_drops(
+            dialect.identity_headers, stream, principal, decision, request.headers
+        )
+    extra = dialect.upstream_headers(stream, consumed)
+    return Outgoing(consumed, extra, cookie_rule(stream), rules.server.trusted_proxies)
 
 
 def record_decision(exchange: Exchange, decision: Decision) -> None:

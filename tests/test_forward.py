@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import io
+import ipaddress
 import itertools
 import json
 import logging
@@ -18,10 +19,10 @@ import aiohttp
 import pytest
 from aiohttp import web
 
-from sidecar.forward import _connection_listed
+from sidecar.forward import _connection_listed, is_trusted
 from sidecar.logs import ACCESS_LOG, JsonLines
 from tests.conftest import StartSidecar
-from tests.harness import WEB_ID, Collector, Sidecar, serve_process
+from tests.harness import BACKEND_ID, WEB_ID, Collector, Sidecar, serve_process
 from tests.http import event, events_url, post
 
 
@@ -41,7 +42,6 @@ async def test_headers_follow_the_forwarding_rules(
             "X-Hop": "dropped because Connection names it",
             "Keep-Alive": "timeout=5",
             "TE": "trailers",
-            "X-Forwarded-For": "203.0.113.7",
         },
     )
     assert answer.status == 200
@@ -52,11 +52,98 @@ async def test_headers_follow_the_forwarding_rules(
     for dropped in ("x-stream-secret", "x-hop", "keep-alive", "te"):
         assert dropped not in headers
     assert headers["host"] == collector.url.removeprefix("http://")
-    assert headers["x-forwarded-for"] == "203.0.113.7, 127.0.0.1"
+    assert headers["x-forwarded-for"] == "127.0.0.1"
     assert headers["x-forwarded-proto"] == "http"
     assert headers["x-forwarded-host"] == sidecar.url.removeprefix("http://")
     assert headers["x-request-id"] == answer.headers["X-Request-Id"]
     assert len(answer.headers["X-Request-Id"]) == 32
+
+
+PROXY_HEADERS = {
+    "Forwarded": "for=203.0.113.7;host=internal-admin;proto=https",
+    "X-Forwarded-For": "203.0.113.7",
+    "X-Forwarded-Host": "internal-admin",
+    "X-Forwarded-Proto": "https",
+    "X-Forwarded-Port": "443",
+    "X-Real-IP": "203.0.113.7",
+}
+
+
+async def test_proxy_headers_from_an_untrusted_peer_are_replaced(
+    sidecar: Sidecar, collector: Collector, http: aiohttp.ClientSession
+) -> None:
+    """Finding 10: client-sent Forwarded, X-Real-IP, X-Forwarded-Host/Proto reached the
+    collector unchecked. With no `trusted_proxies`, trackgate says who connected."""
+    assert (await post(http, events_url(sidecar.url), event(), headers=PROXY_HEADERS)).status == 200
+    headers = collector.received[0].headers
+    for name in ("Forwarded", "X-Real-IP", "X-Forwarded-Port"):
+        assert name not in headers
+    assert headers.getall("X-Forwarded-For") == ["127.0.0.1"]
+    assert headers.getall("X-Forwarded-Proto") == ["http"]
+    assert headers.getall("X-Forwarded-Host") == [sidecar.url.removeprefix("http://")]
+
+
+async def test_proxy_headers_from_a_trusted_proxy_are_kept_and_appended_to(
+    make_sidecar: StartSidecar, collector: Collector, http: aiohttp.ClientSession
+) -> None:
+    sidecar = await make_sidecar(server="trusted_proxies: [10.0.0.0/8, 127.0.0.0/8]\n")
+    assert (await post(http, events_url(sidecar.url), event(), headers=PROXY_HEADERS)).status == 200
+    headers = collector.received[0].headers
+    for name, value in PROXY_HEADERS.items():
+        expected = f"{value}, 127.0.0.1" if name == "X-Forwarded-For" else value
+        assert headers.getall(name) == [expected]
+
+
+@pytest.mark.parametrize(
+    ("peer", "trusted"),
+    [
+        ("10.1.2.3", True),
+        ("::ffff:10.1.2.3", True),  # an IPv4 peer seen by a dual-stack listener
+        ("fd00::1", True),
+        ("11.0.0.1", False),
+        ("::ffff:11.0.0.1", False),
+        ("", False),  # a unix socket
+        ("not-an-ip", False),
+    ],
+)
+def test_trusted_proxies_match_by_address(peer: str, trusted: bool) -> None:
+    networks = (ipaddress.ip_network("10.0.0.0/8"), ipaddress.ip_network("fd00::/8"))
+    assert is_trusted(peer, networks) is trusted
+
+
+async def test_header_names_with_underscores_are_dropped(
+    sidecar: Sidecar, collector: Collector, http: aiohttp.ClientSession
+) -> None:
+    """Finding 4: CGI/WSGI collectors read `X_Stream_Id` as X-Stream-Id; trackgate did
+    not judge it and forwarded it (Envoy: headers_with_underscores_action DROP_HEADER)."""
+    headers = {"X_Stream_Id": BACKEND_ID, "x_forwarded_for": "10.9.9.9", "X-Kept": "1"}
+    assert (await post(http, events_url(sidecar.url), event(), headers=headers)).status == 200
+    received = collector.received[0].headers
+    assert [n for n in received if "_" in n] == []
+    assert received["X-Kept"] == "1"
+    assert received.getall("X-Forwarded-For") == ["127.0.0.1"]
+
+
+async def test_absolute_form_targets_are_forwarded_in_origin_form(
+    sidecar: Sidecar, collector: Collector
+) -> None:
+    """Finding 10: `POST http://internal-admin/track/...` reached the collector as
+    such, so the client picked the collector's virtual host."""
+    body = json.dumps(event()).encode()
+    target = f"http://internal-admin/track/u/v1/customers/events?stream_id={WEB_ID}&x=%2F"
+    host, port = sidecar.url.removeprefix("http://").split(":")
+    reader, writer = await asyncio.open_connection(host, int(port))
+    writer.write(
+        f"POST {target} HTTP/1.1\r\nHost: {host}\r\nContent-Type: application/json\r\n"
+        f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n".encode()
+        + body
+    )
+    status_line = await reader.readline()
+    writer.close()
+    assert status_line.startswith(b"HTTP/1.1 200 ")
+    received = collector.received[0]
+    assert received.path_qs == f"/track/u/v1/customers/events?stream_id={WEB_ID}&x=%2F"
+    assert received.headers["Host"] == collector.url.removeprefix("http://")
 
 
 async def test_a_client_request_id_is_kept(
