@@ -92,7 +92,9 @@ class Pipeline:
         exchange.status = reply.status
         self._record(exchange)
         response = web.Response(status=reply.status, body=reply.body, headers=reply.headers)
-        response.headers.update(allow_headers(exchange.stream, request))
+        response.headers.update(
+            allow_headers(exchange.stream, request, preflight=exchange.preflight)
+        )
         response.headers["X-Request-Id"] = exchange.request_id
         return response
 
@@ -100,7 +102,7 @@ class Pipeline:
         """Metrics and the access log. Their failure never changes the answer: the
         request was decided (and maybe accepted by the collector) already."""
         try:
-            if not exchange.preflight:
+            if exchange.outcome != "preflight":  # a denied preflight is a rejection
                 self.metrics.observe(exchange)
             logs.access(exchange)
         except Exception:
@@ -162,6 +164,7 @@ class Pipeline:
             stream = exchange.stream = named_stream(rules, endpoint, stream_id)
         origins = preflight_origins(rules, endpoint.dialect.name, stream)
         if origins is None:  # identity headers unjudged without a body: never forwarded
+            exchange.preflight = False  # forwarded like any request, and counted so
             unjudged = frozenset(name.lower() for name in endpoint.dialect.identity_headers)
             return await self._forward(
                 rules, request, body=b"", exchange=exchange,
