@@ -163,16 +163,10 @@ class Pipeline:
         if stream_id is not None:
             stream = exchange.stream = named_stream(rules, endpoint, stream_id)
         origins = preflight_origins(rules, endpoint.dialect.name, stream)
-        if origins is None:  # identity headers unjudged without a body: never forwarded
+        if origins is None:
             exchange.preflight = False  # forwarded like any request, and counted so
-            unjudged = frozenset(name.lower() for name in endpoint.dialect.identity_headers)
-            return await self._forward(
-                rules, request, body=b"", exchange=exchange,
-                sent=Outgoing(
-                    unjudged, cookies=cookie_rule(stream),
-                    trusted_proxies=rules.server.trusted_proxies,
-                ),
-            )  # fmt: skip
+            sent = preflight_headers(rules, endpoint.dialect, stream)
+            return await self._forward(rules, request, body=b"", sent=sent, exchange=exchange)
         return preflight_reply(origins, request)
 
     async def _forward(
@@ -233,6 +227,15 @@ def outgoing_headers(
         )
     extra = dialect.upstream_headers(stream, consumed)
     return Outgoing(consumed, extra, cookie_rule(stream), rules.server.trusted_proxies)
+
+
+def preflight_headers(rules: Rules, dialect: Dialect, stream: Stream | None) -> Outgoing:
+    """What a forwarded preflight's head leaves out: identity headers (no body to judge
+    them by) and the cookies the stream does not forward."""
+    unjudged = frozenset(name.lower() for name in dialect.identity_headers)
+    return Outgoing(
+        unjudged, cookies=cookie_rule(stream), trusted_proxies=rules.server.trusted_proxies
+    )
 
 
 def record_decision(exchange: Exchange, decision: Decision) -> None:

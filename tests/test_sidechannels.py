@@ -201,3 +201,23 @@ async def test_identity_headers_are_judged_as_the_id_they_carry(
     assert collector.received[0].headers.getall("AnonymousId", []) == (
         [header] if forwarded else []
     )
+
+
+async def test_a_forwarded_preflight_carries_no_identity_header_or_unnamed_cookie(
+    make_sidecar: StartSidecar, collector: Collector, http: aiohttp.ClientSession
+) -> None:
+    """A stream without `cors` forwards preflights; with no body to judge them by,
+    identity headers never go along, and cookies follow `forward_cookies`."""
+    streams = rudder_stream("{allow: [anonymous_id]}", "  forward_cookies: [rl_session]")
+    sidecar = await make_sidecar(
+        streams=streams.replace(f'  cors: {{allowed_origins: ["{SHOP}"]}}\n', "")
+    )
+    headers = {"Origin": SHOP, "AnonymousId": "YS0x", "Cookie": RL_COOKIES}
+    async with http.options(
+        f"{sidecar.url}/v1/track?writeKey=RUDDER_WK", headers=headers
+    ) as answer:
+        assert answer.status == 200
+    received = collector.received[0]
+    assert received.method == "OPTIONS"
+    assert "AnonymousId" not in received.headers
+    assert received.headers.getall("Cookie") == ["rl_session=RS_ENC_v3_eyJpZCI6MX0="]
