@@ -123,7 +123,7 @@ class AnswerParser:
         length = content_length(head.lengths)
         if head.codings and length is not None:
             raise InvalidAnswer(Flaw.TRANSFER_CODING)  # both: a smuggling attempt
-        if head.codings and head.codings != [b"chunked"]:
+        if head.codings and head.codings != ["chunked"]:
             raise InvalidAnswer(Flaw.TRANSFER_CODING)  # trackgate decodes chunked only
         if self.head_request or head.status in _NO_BODY:
             self._length = 0

@@ -17,7 +17,8 @@ import functools
 import ipaddress
 import logging
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from types import MappingProxyType
+from typing import NamedTuple
 
 from aiohttp import web
 from multidict import CIMultiDict
@@ -51,15 +52,17 @@ _RESPONSE_REPLACED = frozenset({"content-length", "x-request-id"})
 _RESPONSE_DROPPED = HOP_BY_HOP | _RESPONSE_REPLACED
 _PLAIN_CONNECTION = frozenset({"keep-alive", "close"})  # values that name no other header
 _NONE: frozenset[str] = frozenset()
+_NO_EXTRA: Mapping[str, str] = MappingProxyType({})
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 
-@dataclass(frozen=True, slots=True)
-class Outgoing:
-    """What the forwarded head leaves out or sets, beyond the fixed rules above."""
+class Outgoing(NamedTuple):
+    """What the forwarded head leaves out or sets, beyond the fixed rules above. (A
+    NamedTuple rather than a frozen dataclass: immutable too, made once per request,
+    and a third of the cost to build.)"""
 
     consumed: frozenset[str] = _NONE  # lower-case header names never forwarded
-    extra: Mapping[str, str] = field(default_factory=dict)  # set over the forwarded headers
+    extra: Mapping[str, str] = _NO_EXTRA  # set over the forwarded headers
     cookies: CookieRule = NO_COOKIES  # which cookies the collector gets
     trusted_proxies: tuple[Network, ...] = ()  # peers whose proxy headers are kept
 

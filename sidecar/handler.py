@@ -102,7 +102,7 @@ class Pipeline:
         """Metrics and the access log. Their failure never changes the answer: the
         request was decided (and maybe accepted by the collector) already."""
         try:
-            if exchange.outcome != "preflight":  # a denied preflight is a rejection
+            if not exchange.preflight or exchange.reason:  # a denied preflight: a rejection
                 self.metrics.observe(exchange)
             logs.access(exchange)
         except Exception:

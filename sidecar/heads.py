@@ -27,9 +27,14 @@ from typing import NamedTuple
 MAX_HEAD_BYTES = 64 * 1024  # status line and headers of one answer; also the trailers
 MAX_LENGTH_DIGITS = 18  # a longer Content-Length or chunk size is over any cap anyway
 
-_STATUS_LINE = re.compile(rb"HTTP/1\.([01]) ([1-5][0-9][0-9]) [\t\x20-\x7e\x80-\xff]*", re.ASCII)
-_HEADER_LINE = re.compile(rb"([!#$%&'*+\-.^_`|~0-9A-Za-z]+):([\t\x20-\x7e\x80-\xff]*)", re.ASCII)
-_DIGITS = re.compile(rb"[0-9]+", re.ASCII)
+_STATUS = rb"HTTP/1\.([01]) ([1-5][0-9][0-9]) [\t\x20-\x7e\x80-\xff]*"
+_FIELD = rb"([!#$%&'*+\-.^_`|~0-9A-Za-z]+):([\t\x20-\x7e\x80-\xff]*)"
+_STATUS_LINE = re.compile(_STATUS, re.ASCII)
+_HEADER_LINE = re.compile(_FIELD, re.ASCII)
+# The whole head in one match (one pass in C, no per-line regex on the hot path);
+# the per-line patterns above only name the flaw when it fails.
+_HEAD = re.compile(_STATUS + rb"((?:\r\n" + _FIELD.replace(b"(", b"(?:") + rb")*)", re.ASCII)
+_DIGITS = re.compile(r"[0-9]+", re.ASCII)
 
 
 class Flaw(StrEnum):
@@ -61,58 +66,69 @@ class Head(NamedTuple):
     http10: bool
     status: int
     headers: list[tuple[str, str]]
-    lengths: frozenset[bytes]  # Content-Length values
-    codings: list[bytes]  # Transfer-Encoding values, lower-cased
-    connection: bytes  # Connection values, lower-cased, comma-joined
+    lengths: frozenset[str]  # Content-Length values
+    codings: list[str]  # Transfer-Encoding values, lower-cased
+    connection: str  # Connection values, lower-cased, comma-joined
 
 
 def parse_head(raw: bytes) -> Head:
     """Status line and header lines (CRLF-separated, without the blank line)."""
-    lines = raw.split(b"\r\n")
-    status_line = _STATUS_LINE.fullmatch(lines[0])
-    if status_line is None:
-        raise InvalidAnswer(Flaw.STATUS_LINE)
+    found = _HEAD.fullmatch(raw)
+    if found is None:
+        raise InvalidAnswer(_flaw_of(raw))
     headers: list[tuple[str, str]] = []
-    lengths: set[bytes] = set()
-    codings: list[bytes] = []
-    connection: list[bytes] = []
-    for line in lines[1:]:
-        name, value = header_line(line)
+    lengths: set[str] = set()
+    codings: list[str] = []
+    connection: list[str] = []
+    for line in _text(found[3]).split("\r\n")[1:]:
+        name, _, value = line.partition(":")  # the grammar was checked whole above
+        value = value.strip(" \t")
         lowered = name.lower()
-        if lowered == b"content-length":
+        if lowered == "content-length":
             lengths.add(value)
-        elif lowered == b"transfer-encoding":
-            codings.extend(c.strip().lower() for c in value.split(b","))
-        elif lowered == b"connection":
+        elif lowered == "transfer-encoding":
+            codings.extend(c.strip(" \t").lower() for c in value.split(","))
+        elif lowered == "connection":
             connection.append(value.lower())
-        headers.append((name.decode("ascii"), _text(value)))
+        headers.append((name, value))
     return Head(
-        status_line[1] == b"0",
-        int(status_line[2]),  # three ASCII digits, matched above
+        found[1] == b"0",
+        int(found[2]),  # three ASCII digits, matched above
         headers,
         frozenset(lengths),
         codings,
-        b",".join(connection),
+        ",".join(connection),
     )
+
+
+def _flaw_of(raw: bytes) -> Flaw:
+    """Which part of a head that failed the whole-head match is wrong."""
+    lines = raw.split(b"\r\n")
+    if any(b"\r" in line or b"\n" in line for line in lines):
+        return Flaw.BARE_LINE_END
+    if _STATUS_LINE.fullmatch(lines[0]) is None:
+        return Flaw.STATUS_LINE
+    return Flaw.HEADER_LINE
 
 
 def header_line(line: bytes) -> tuple[bytes, bytes]:
     """`name: value` with optional whitespace around the value; no obs-fold."""
     found = _HEADER_LINE.fullmatch(line)
     if found is None:
-        raise InvalidAnswer(Flaw.HEADER_LINE)
+        bare = b"\r" in line or b"\n" in line
+        raise InvalidAnswer(Flaw.BARE_LINE_END if bare else Flaw.HEADER_LINE)
     return found[1], found[2].strip(b" \t")
 
 
 def _text(value: bytes) -> str:
-    """A header value as the client-facing writer will emit it (UTF-8, unchanged)."""
+    """Header values as the client-facing writer will emit them (UTF-8, unchanged)."""
     try:
         return value.decode("utf-8")
     except UnicodeDecodeError:
         raise InvalidAnswer(Flaw.HEADER_LINE) from None
 
 
-def content_length(lengths: frozenset[bytes]) -> int | None:
+def content_length(lengths: frozenset[str]) -> int | None:
     """The body length the `Content-Length` values declare (None: not declared)."""
     if not lengths:
         return None
@@ -126,12 +142,14 @@ def content_length(lengths: frozenset[bytes]) -> int | None:
     return int(value)
 
 
-def keeps_alive(http10: bool, connection: bytes) -> bool:
+def keeps_alive(http10: bool, connection: str) -> bool:
     """Whether the connection stays open after this answer (RFC 9112 §9.3)."""
-    tokens = {token.strip() for token in connection.split(b",")}
-    if b"close" in tokens:
+    if not connection:
+        return not http10
+    tokens = {token.strip(" \t") for token in connection.split(",")}
+    if "close" in tokens:
         return False
-    return not http10 or b"keep-alive" in tokens
+    return not http10 or "keep-alive" in tokens
 
 
 class Block:
@@ -148,14 +166,18 @@ class Block:
         incomplete. Raises on a bare LF or CR, or past `limit` bytes."""
         checked = self._checked
         end = buffer.find(b"\r\n\r\n", max(checked - 3, 0), self.limit + 4)
-        scanned = end + 4 if end >= 0 else min(len(buffer), self.limit + 4)
-        _check_line_ends(buffer, checked, scanned)
         if end < 0:
+            # Incomplete: a bare LF or CR is found now, not when a blank line that
+            # may never come arrives. (A complete block's lines are checked whole
+            # by their grammar, whose character classes hold no CR or LF.)
+            scanned = min(len(buffer), self.limit + 4)
+            _check_line_ends(buffer, checked, scanned)
             if len(buffer) > self.limit:
                 raise InvalidAnswer(Flaw.HEAD_TOO_LARGE)
             self._checked = scanned
             return None
-        block = bytes(buffer[:end])
+        scanned = end + 4
+        block = bytes(memoryview(buffer)[:end])  # one copy, not a slice and a copy
         del buffer[:scanned]
         self._checked = 0
         return block
