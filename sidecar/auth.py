@@ -2,24 +2,30 @@
 
 Private streams need a shared secret on every request (the Basic password or
 `X-Stream-Secret`), compared in constant time against every active secret.
-Public streams with a `jwt` block have their bearer token verified by
-`tokens.py`; the result rides on the principal for the policy to use.
+Public streams with a `jwt` block have their token verified by `tokens.py`; the
+result rides on the principal for the policy to use. The token is read from the
+places `jwt.token_from` lists (SPEC §5.2; `Authorization: Bearer` by default):
+browser SDKs often cannot set `Authorization` (analytics.js overwrites it with
+its Basic write key), so a header of its own or a cookie set by a first-party
+backend may carry it. Wherever it travels, it is consumed: never forwarded.
 """
 
 from __future__ import annotations
 
 import base64
 import binascii
+import functools
 import hashlib
 import hmac
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
 
 from multidict import CIMultiDictProxy
 
+from sidecar import cookies
 from sidecar.errors import Reason, Rejection
-from sidecar.rules import Enforcement, SharedSecret, Stream, StreamType
+from sidecar.rules import Enforcement, SharedSecret, Stream, StreamType, TokenPlace
 from sidecar.tokens import TokenVerifier
 
 SECRET_HEADER = "X-Stream-Secret"
@@ -50,11 +56,11 @@ ANONYMOUS = Principal()
 def token_principal(
     stream: Stream, headers: CIMultiDictProxy[str], verifier: TokenVerifier
 ) -> Principal:
-    """The principal a public stream's bearer token proves. Rejects: token_ambiguous.
+    """The principal a public stream's token proves. Rejects: token_ambiguous.
     A token that fails verification is not rejected here: the policy decides."""
     if stream.jwt is None or stream.enforcement is Enforcement.OFF:
         return ANONYMOUS
-    return principal_for(stream, bearer_token(headers), verifier)
+    return principal_for(stream, find_token(stream.jwt.token_from, headers), verifier)
 
 
 def principal_for(stream: Stream, token: str | None, verifier: TokenVerifier) -> Principal:
@@ -68,16 +74,29 @@ def principal_for(stream: Stream, token: str | None, verifier: TokenVerifier) ->
     return Principal(TokenState.VALID, signed_ids=verified.signed_ids)
 
 
-def bearer_token(headers: CIMultiDictProxy[str]) -> str | None:
-    """The bearer token of the request. Rejects: token_ambiguous (two different tokens)."""
-    tokens = set()
-    for value in headers.getall("Authorization", ()):
-        scheme, _, credentials = value.strip().partition(" ")
-        if scheme.lower() == "bearer":
-            tokens.add(credentials.strip())
+def find_token(places: tuple[TokenPlace, ...], headers: CIMultiDictProxy[str]) -> str | None:
+    """The token the request carries in `places`, in order.
+    Rejects: token_ambiguous (two different tokens, in one place or several)."""
+    tokens = {token for place in places for token in _tokens_at(place, headers)}
     if len(tokens) > 1:
-        raise Rejection(Reason.TOKEN_AMBIGUOUS, "the request carries more than one bearer token")
+        raise Rejection(Reason.TOKEN_AMBIGUOUS, "the request carries more than one token")
     return tokens.pop() if tokens else None
+
+
+def _tokens_at(place: TokenPlace, headers: CIMultiDictProxy[str]) -> Iterator[str]:
+    """The tokens at one place. An empty cookie or plain header (a cleared one) is no
+    token; an empty `Bearer ` is one, and fails verification as malformed."""
+    if place.cookie is not None:
+        yield from filter(None, cookies.values_of(headers.getall("Cookie", ()), place.cookie))
+        return
+    for value in headers.getall(place.header or "", ()):
+        if place.scheme is None:
+            if value.strip():
+                yield value.strip()
+            continue
+        scheme, _, credentials = value.strip().partition(" ")
+        if scheme.lower() == place.scheme.lower():
+            yield credentials.strip()
 
 
 def check_secret(stream: Stream, headers: CIMultiDictProxy[str]) -> None:
@@ -123,7 +142,17 @@ def matches(secrets: tuple[SharedSecret, ...], presented: bytes) -> bool:
 
 
 def consumed_headers(stream: Stream) -> frozenset[str]:
-    """Credential headers the sidecar consumed for `stream`: never forwarded."""
-    if stream.type is StreamType.PRIVATE or stream.jwt is not None:
-        return frozenset({"authorization", SECRET_HEADER.lower()})
-    return frozenset({SECRET_HEADER.lower()})
+    """Credential headers the sidecar consumed for `stream`: never forwarded. (Token
+    cookies are consumed from the forwarded `Cookie` header: `sidechannels`.)"""
+    places = stream.jwt.token_from if stream.jwt is not None else ()
+    return _consumed(stream.type is StreamType.PRIVATE, places)
+
+
+@functools.lru_cache(maxsize=256)
+def _consumed(private: bool, places: tuple[TokenPlace, ...]) -> frozenset[str]:
+    """Built once per distinct configuration, not per request."""
+    names = {SECRET_HEADER.lower()}
+    if private:
+        names.add("authorization")
+    names.update(place.header.lower() for place in places if place.header is not None)
+    return frozenset(names)

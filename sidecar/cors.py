@@ -7,7 +7,10 @@
   the preflight is forwarded like any request.
 - Requests whose `Origin` is not allowed get `403 origin_not_allowed`; allowed
   ones get `Access-Control-Allow-Origin` (the origin itself, never `*`, since
-  credentials are allowed) on every response.
+  credentials are allowed) on every response, and `Access-Control-Expose-Headers`
+  so page scripts can read `X-Request-Id` and `X-Trackgate-Rejected`.
+- Every preflight answer (granted or not) says what it depends on: `Vary: Origin,
+  Access-Control-Request-Headers`, so no cache serves one origin's answer to another.
 """
 
 from __future__ import annotations
@@ -22,6 +25,8 @@ from sidecar.rules import Rules, Stream
 
 MAX_ALLOWED_HEADERS = 1024  # bytes of Access-Control-Request-Headers echoed back
 MAX_AGE_SECONDS = 600
+EXPOSED = "X-Request-Id, X-Trackgate-Rejected"
+PREFLIGHT_VARY = "Origin, Access-Control-Request-Headers"
 _HEADER_LIST = re.compile(r"^[A-Za-z0-9!#$%&'*+.^_`|~-]+(\s*,\s*[A-Za-z0-9!#$%&'*+.^_`|~-]+)*$")
 
 
@@ -35,12 +40,17 @@ def check_origin(stream: Stream, request: web.BaseRequest) -> None:
     )
 
 
-def allow_headers(stream: Stream | None, request: web.BaseRequest) -> dict[str, str]:
-    """The CORS headers of a response to an allowed origin (none otherwise)."""
+def allow_headers(
+    stream: Stream | None, request: web.BaseRequest, *, preflight: bool = False
+) -> dict[str, str]:
+    """The CORS headers of a response: for a preflight answer, what it varies by (its
+    grant is in the answer itself); else the grant to an allowed origin, if any."""
+    if preflight:
+        return {"Vary": PREFLIGHT_VARY}
     origin = request.headers.get("Origin")
     if stream is None or stream.cors is None or origin not in stream.cors.allowed_origins:
         return {}
-    return _allow(origin)
+    return {**_allow(origin), "Access-Control-Expose-Headers": EXPOSED}
 
 
 def preflight_origins(rules: Rules, dialect: str, stream: Stream | None) -> frozenset[str] | None:

@@ -33,7 +33,7 @@ class Exchange:
     would_reject: list[Reason] = field(default_factory=list)
     upstream_status: int | None = None
     upstream_seconds: float | None = None
-    preflight: bool = False  # a CORS preflight: logged, not counted as a tracking request
+    preflight: bool = False  # a CORS preflight the sidecar answers itself (not forwarded)
 
     @property
     def stream_name(self) -> str:
@@ -52,7 +52,10 @@ class Exchange:
 
     @property
     def outcome(self) -> str:
-        """forwarded, rejected or upstream_error (SPEC §6.3)."""
+        """forwarded, rejected or upstream_error (SPEC §6.3); `preflight` for a granted
+        CORS preflight (SPEC §3.3): logged, never counted as a rejection."""
+        if self.preflight and self.reason is None:
+            return "preflight"
         if (self.reason is not None and self.reason.is_upstream_error) or (
             self.upstream_status is not None and self.upstream_status >= 500
         ):

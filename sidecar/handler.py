@@ -17,7 +17,7 @@ import logging
 import re
 import secrets
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 
 from aiohttp import web
 from multidict import CIMultiDict
@@ -27,14 +27,15 @@ from sidecar.auth import Principal, TokenState, check_secret, consumed_headers, 
 from sidecar.body import Body, check_content_type, read_body
 from sidecar.commands import Verdict
 from sidecar.cors import allow_headers, check_origin, preflight_origins, preflight_reply
-from sidecar.dialects import DIALECTS, Endpoint, Reply, find_endpoint
+from sidecar.dialects import DIALECTS, Dialect, Endpoint, Reply, find_endpoint
 from sidecar.errors import Reason, Rejection
 from sidecar.exchange import Exchange
-from sidecar.forward import forward, upstream_pool
+from sidecar.forward import Outgoing, forward, upstream_pool
 from sidecar.metrics import Metrics
 from sidecar.policy import Decision, decide
 from sidecar.reload import RulesHolder
 from sidecar.rules import Rules, SetName, Stream, StreamType, Upstream
+from sidecar.sidechannels import cookie_rule, identity_drops
 from sidecar.streams import find_stream, named_stream
 from sidecar.tokens import TokenVerifier
 from sidecar.upstream import Pool
@@ -83,7 +84,9 @@ class Pipeline:
         exchange.status = reply.status
         self._record(exchange)
         response = web.Response(status=reply.status, body=reply.body, headers=reply.headers)
-        response.headers.update(allow_headers(exchange.stream, request))
+        response.headers.update(
+            allow_headers(exchange.stream, request, preflight=exchange.preflight)
+        )
         response.headers["X-Request-Id"] = exchange.request_id
         return response
 
@@ -91,7 +94,7 @@ class Pipeline:
         """Metrics and the access log. Their failure never changes the answer: the
         request was decided (and maybe accepted by the collector) already."""
         try:
-            if not exchange.preflight:
+            if not exchange.preflight or exchange.reason:  # a denied preflight: a rejection
                 self.metrics.observe(exchange)
             logs.access(exchange)
         except Exception:
@@ -132,11 +135,10 @@ class Pipeline:
         if not decision.forwards_any:
             return endpoint.dialect.answer_batch(payload, verdicts, None)
         outgoing = endpoint.dialect.encode(payload, verdicts) if decision.modified else body.raw
-        consumed = consumed_headers(stream)
-        extra = endpoint.dialect.upstream_headers(stream, consumed)
-        upstream = await self._forward(
-            rules, request, body=outgoing, consumed=consumed, extra=extra, exchange=exchange
+        sent = outgoing_headers(
+            rules, endpoint.dialect, stream, request, principal=principal, decision=decision
         )
+        upstream = await self._forward(rules, request, body=outgoing, sent=sent, exchange=exchange)
         reply = upstream
         if endpoint.is_batch and any(not v.forwarded for v in verdicts):
             reply = endpoint.dialect.answer_batch(payload, verdicts, upstream)
@@ -154,9 +156,9 @@ class Pipeline:
             stream = exchange.stream = named_stream(rules, endpoint, stream_id)
         origins = preflight_origins(rules, endpoint.dialect.name, stream)
         if origins is None:
-            return await self._forward(
-                rules, request, body=b"", consumed=frozenset(), extra={}, exchange=exchange
-            )
+            exchange.preflight = False  # forwarded like any request, and counted so
+            sent = preflight_headers(rules, endpoint.dialect, stream)
+            return await self._forward(rules, request, body=b"", sent=sent, exchange=exchange)
         return preflight_reply(origins, request)
 
     async def _forward(
@@ -165,8 +167,7 @@ class Pipeline:
         request: web.BaseRequest,
         *,
         body: bytes,
-        consumed: frozenset[str],
-        extra: Mapping[str, str],
+        sent: Outgoing,
         exchange: Exchange,
     ) -> Reply:
         started = time.monotonic()
@@ -176,8 +177,7 @@ class Pipeline:
                 rules.server.upstream,
                 request,
                 body=body,
-                consumed=consumed,
-                extra=extra,
+                outgoing=sent,
                 request_id=exchange.request_id,
             )
         finally:
@@ -191,6 +191,7 @@ class Pipeline:
         if pool.url != upstream.url or pool.limit != upstream.max_connections:
             pool.close()  # idle connections now; busy ones as their requests end
             pool = self.pool = upstream_pool(upstream)
+        pool.idle_seconds = upstream.idle_seconds  # a reload may change it; no new pool
         return pool
 
 
@@ -198,6 +199,35 @@ def check_method(request: web.BaseRequest) -> None:
     """Tracking endpoints take POST. Rejects: method_not_allowed."""
     if request.method != "POST":
         raise Rejection(Reason.METHOD_NOT_ALLOWED, f"{request.method} is not allowed; use POST")
+
+
+def outgoing_headers(
+    rules: Rules,
+    dialect: Dialect,
+    stream: Stream,
+    request: web.BaseRequest,
+    *,
+    principal: Principal,
+    decision: Decision,
+) -> Outgoing:
+    """What the forwarded head leaves out and sets: consumed credentials, identity
+    headers judged unfit (SPEC §3.3 side channels), the stream's cookie rule."""
+    consumed = consumed_headers(stream)
+    if dialect.identity_headers:
+        consumed |= identity_drops(
+            dialect.identity_headers, stream, principal, decision, request.headers
+        )
+    extra = dialect.upstream_headers(stream, consumed)
+    return Outgoing(consumed, extra, cookie_rule(stream), rules.server.trusted_proxies)
+
+
+def preflight_headers(rules: Rules, dialect: Dialect, stream: Stream | None) -> Outgoing:
+    """What a forwarded preflight's head leaves out: identity headers (no body to judge
+    them by) and the cookies the stream does not forward."""
+    unjudged = frozenset(name.lower() for name in dialect.identity_headers)
+    return Outgoing(
+        unjudged, cookies=cookie_rule(stream), trusted_proxies=rules.server.trusted_proxies
+    )
 
 
 def record_decision(exchange: Exchange, decision: Decision) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 from typing import Any
 
@@ -11,6 +12,9 @@ import pytest
 from tests.conftest import StartSidecar
 from tests.harness import WEB_ID, Collector, Sidecar, shared_testdata
 from tests.http import Answer, event, events_url, post
+from tests.test_metrics import log_lines, scrape
+
+__all__ = ["log_lines"]  # a fixture, used by name
 
 SHOP = "https://shop.example.test"
 CORS_STREAMS = f"""
@@ -216,3 +220,55 @@ async def test_browser_sdk_captures_replay(
         assert messages and all("email" not in json.dumps(m.get("traits", {})) for m in messages)
         assert all("email" not in (m.get("context", {}).get("traits") or {}) for m in messages)
         assert len(messages) == len(sent.get("batch", [sent]))  # nothing of these was dropped
+
+
+# -- what a page script can read, how preflights are cached, logged and counted ---------
+
+
+@pytest.mark.parametrize("body", [event(), event("internal_debug")], ids=["200", "403"])
+async def test_page_scripts_may_read_the_request_id_and_rejected_count(
+    cors: Sidecar, http: aiohttp.ClientSession, body: dict[str, Any]
+) -> None:
+    """Finding 10: without Access-Control-Expose-Headers a browser hides X-Request-Id
+    and X-Trackgate-Rejected from the page."""
+    answer = await post(http, events_url(cors.url), body, headers={"Origin": SHOP})
+    assert answer.headers["Access-Control-Expose-Headers"] == "X-Request-Id, X-Trackgate-Rejected"
+    assert answer.headers["X-Request-Id"]
+
+
+@pytest.mark.parametrize("origin", [SHOP, "https://evil.example"])
+async def test_preflight_answers_vary_by_origin_and_requested_headers(
+    cors: Sidecar, http: aiohttp.ClientSession, origin: str
+) -> None:
+    url = f"{cors.url}/track/u/v1/customers/events?stream_id={WEB_ID}"
+    answer = await preflight(http, url, origin, "Content-Type")
+    assert answer.headers.getall("Vary") == ["Origin, Access-Control-Request-Headers"]
+    assert answer.headers["X-Request-Id"]
+
+
+async def test_preflights_are_logged_as_preflight_and_denied_ones_counted_as_rejections(
+    cors: Sidecar, http: aiohttp.ClientSession, log_lines: io.StringIO
+) -> None:
+    """Finding 10: granted preflights were logged as `outcome: rejected`."""
+    url = f"{cors.url}/track/u/v1/customers/events?stream_id={WEB_ID}"
+    granted = await preflight(http, url, SHOP)
+    denied = await preflight(http, url, "https://evil.example")
+    assert (granted.status, denied.status) == (204, 403)
+    lines = [json.loads(line) for line in log_lines.getvalue().splitlines()]
+    logged = {
+        line["request_id"]: (line["outcome"], line["reason"])
+        for line in lines
+        if line["event"] == "request"
+    }
+    assert logged[granted.headers["X-Request-Id"]] == ("preflight", None)
+    assert logged[denied.headers["X-Request-Id"]] == ("rejected", "origin_not_allowed")
+    samples = await scrape(http, cors)
+    counted = {
+        (name, dict(labels).get("outcome") or dict(labels).get("reason")): v
+        for (name, labels), v in samples.items()
+        if name in ("trackgate_requests_total", "trackgate_rejections_total")
+    }
+    assert counted == {
+        ("trackgate_requests_total", "rejected"): 1,
+        ("trackgate_rejections_total", "origin_not_allowed"): 1,
+    }

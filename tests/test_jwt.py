@@ -3,6 +3,7 @@ suite, the validation checklist and every enforcement mode."""
 
 from __future__ import annotations
 
+import base64
 import json
 import time
 from collections.abc import Awaitable, Callable
@@ -412,3 +413,111 @@ async def test_no_token_secret_or_key_appears_in_logs_or_error_bodies(
     captured = caplog.text + capsys.readouterr().out + "".join(bodies)
     for value in [*secrets, *tokens, *(t.split(".")[2] for t in tokens)]:
         assert value not in captured
+
+
+# -- where the token travels (jwt.token_from) -----------------------------------
+
+TOKEN_FROM = """
+    token_from:
+      - {header: Authorization, scheme: Bearer}
+      - {header: X-Tracking-Token}
+      - {cookie: tg_token}
+  forward_cookies: [session, tg_token]
+"""
+
+
+@pytest.mark.parametrize(
+    ("place", "status"),
+    [
+        ("bearer", 200),
+        ("header", 200),
+        ("cookie", 200),
+        ("bearer+header", 200),  # the same token twice is one token
+        ("none", 403),
+    ],
+)
+async def test_tokens_are_read_from_the_listed_places_and_consumed(
+    start: Callable[..., Awaitable[Sidecar]],
+    collector: Collector,
+    http: aiohttp.ClientSession,
+    keys: Keys,
+    place: str,
+    status: int,
+) -> None:
+    """Finding 10: browser SDKs cannot put a JWT in `Authorization` (analytics.js
+    overwrites it); `jwt.token_from` names other places, and the token is consumed
+    wherever it travels — even from a cookie the stream forwards."""
+    sidecar = await start(extra=TOKEN_FROM)
+    token = mint(keys)
+    headers = {"Cookie": "session=s-1; other=o"}
+    if "bearer" in place:
+        headers["Authorization"] = f"Bearer {token}"
+    if "header" in place:
+        headers["X-Tracking-Token"] = token
+    if place == "cookie":
+        headers["Cookie"] = f"session=s-1; tg_token={token}; other=o"
+    answer = await post(http, events_url(sidecar.url), SIGNED_EVENT, headers=headers)
+    assert answer.status == status, answer.body
+    if status != 200:
+        assert answer.code == "signature_required"
+        return
+    received = collector.received[0].headers
+    assert "Authorization" not in received and "X-Tracking-Token" not in received
+    assert received.getall("Cookie") == ["session=s-1"]
+    assert token not in str(received)
+
+
+@pytest.mark.parametrize(
+    "headers",
+    [
+        [("X-Tracking-Token", "{1}"), ("Cookie", "tg_token={2}")],
+        [("Authorization", "Bearer {1}"), ("X-Tracking-Token", "{2}")],
+        [("Cookie", "tg_token={1}; tg_token={2}")],
+        [("X-Tracking-Token", "{1}"), ("X-Tracking-Token", "{2}")],
+    ],
+    ids=["header+cookie", "bearer+header", "two-cookies", "two-headers"],
+)
+async def test_different_tokens_in_any_two_places_are_ambiguous(
+    start: Callable[..., Awaitable[Sidecar]],
+    collector: Collector,
+    http: aiohttp.ClientSession,
+    keys: Keys,
+    headers: list[tuple[str, str]],
+) -> None:
+    sidecar = await start(extra=TOKEN_FROM)
+    first, second = mint(keys, "hs256"), mint(keys, "rs256")
+    sent = [(n, v.replace("{1}", first).replace("{2}", second)) for n, v in headers]
+    async with http.post(events_url(sidecar.url), json=SIGNED_EVENT, headers=sent) as response:
+        assert response.status == 400
+        assert (await response.json())["code"] == "token_ambiguous"
+    assert collector.received == []
+
+
+async def test_a_segment_browser_stream_keeps_its_basic_write_key_with_a_header_token(
+    make_sidecar: StartSidecar, collector: Collector, http: aiohttp.ClientSession, keys: Keys
+) -> None:
+    """analytics.js sends `Authorization: Basic base64(writeKey:)`; the token travels in
+    `X-Tracking-Token`, is consumed, and the collector still gets the write key."""
+    streams = jwt_streams(keys, "enforce", "    token_from: [{header: X-Tracking-Token}]\n")
+    streams = streams.replace("  type: public\n", "  type: public\n  dialect: segment\n")
+    streams = streams.replace(
+        "customer_ids: {default: deny,",
+        "customer_ids: {default: deny, allow: [anonymous_id], signed_only: [user_id],",
+    )
+    streams = streams.replace(
+        ", allow: [cookie], signed_only: [registered], deny: [phone_id]}", "}"
+    )
+    streams = streams.replace("signed_only: [purchase]", "signed_only: [Order Completed]")
+    sidecar = await make_sidecar(streams=streams, env=ENV)
+    write_key = sidecar.holder.current.streams[0].id
+    basic = "Basic " + base64.b64encode(f"{write_key}:".encode()).decode()
+    token = mint(keys, ids={"user_id": "u-1"})
+    message = {"type": "track", "event": "Order Completed", "userId": "u-1", "anonymousId": "a"}
+    answer = await post(
+        http, sidecar.url + "/v1/track", message,
+        headers={"Authorization": basic, "X-Tracking-Token": token},
+    )  # fmt: skip
+    assert answer.status == 200, answer.body
+    received = collector.received[0].headers
+    assert received.getall("Authorization") == [basic]
+    assert "X-Tracking-Token" not in received

@@ -9,8 +9,10 @@ from dataclasses import dataclass, field
 
 import pytest
 
+from sidecar.answers import Flaw, InvalidAnswer
 from sidecar.upstream import Pool, UpstreamError
 
+MAX_ANSWER = 1 << 20
 REQUEST = b"POST /track HTTP/1.1\r\nHost: collector\r\nContent-Length: 2\r\n\r\n"
 BODY = b"{}"
 
@@ -76,7 +78,9 @@ def answer(body: bytes, *headers: bytes, status: bytes = b"200 OK") -> list[byte
 
 
 async def send(pool: Pool, timeout: float = 2.0, head_request: bool = False) -> tuple[int, bytes]:
-    result = await pool.send(REQUEST, BODY, timeout, head_request=head_request)
+    result = await pool.send(
+        REQUEST, BODY, timeout, head_request=head_request, max_answer=MAX_ANSWER
+    )
     return result.status, result.body
 
 
@@ -95,7 +99,7 @@ async def test_chunked_answer_split_into_single_bytes(serve: Serve) -> None:
     )
     server = await serve(lambda n: [wire[i : i + 1] for i in range(len(wire))])
     pool = Pool(f"http://127.0.0.1:{server.port}", 8)
-    result = await pool.send(REQUEST, BODY, 2.0, head_request=False)
+    result = await pool.send(REQUEST, BODY, 2.0, head_request=False, max_answer=MAX_ANSWER)
     assert result.body == b'{"success":true}'
     assert ("X-A", "1") in result.headers
     assert await send(pool) == (200, b'{"success":true}')
@@ -164,22 +168,70 @@ async def test_a_silent_collector_times_out_and_the_connection_is_dropped(serve:
 
 
 @pytest.mark.parametrize(
+    ("pieces", "flaw"),
+    [
+        ([b"SPDY/3 200 OK\r\n\r\n"], Flaw.STATUS_LINE),
+        ([b"HTTP/1.1 999 Nine\r\nContent-Length: 0\r\n\r\n"], Flaw.STATUS_LINE),
+        ([b"HTTP/1.1 200 OK\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\nok"], Flaw.CONTENT_LENGTH),
+        ([b"HTTP/1.1 200 OK\r\n folded: header\r\nContent-Length: 0\r\n\r\n"], Flaw.HEADER_LINE),
+        ([b"HTTP/1.1 200 OK\r\nX-A: 1\nX-B: 2\r\nContent-Length: 0\r\n\r\n"], Flaw.BARE_LINE_END),
+        ([b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n"], Flaw.CHUNK_SIZE),
+        ([b"HTTP/1.1 200 OK\r\nContent-Length: 2000000\r\n\r\n"], Flaw.TOO_LARGE),
+    ],
+    ids=["not-http", "status-999", "two-lengths", "obs-fold", "bare-lf", "bad-chunk", "too-large"],
+)  # fmt: skip
+async def test_invalid_answers_name_their_flaw_while_the_connection_is_open(
+    serve: Serve, pieces: list[bytes], flaw: Flaw
+) -> None:
+    """The collector keeps the connection open: only the parser can end the wait, so
+    each case fails with its own flaw (not with a timeout or "closed early")."""
+    server = await serve(lambda n: pieces)
+    pool = Pool(f"http://127.0.0.1:{server.port}", 8)
+    with pytest.raises(InvalidAnswer) as raised:
+        await send(pool, timeout=5.0)
+    assert raised.value.flaw is flaw
+    assert pool._open == 0  # the connection was dropped, never reused
+
+
+@pytest.mark.parametrize(
     "pieces",
     [
         [b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nshort"],  # closed mid-body
-        [b"SPDY/3 200 OK\r\n\r\n"],  # not HTTP/1.x
-        [b"HTTP/1.1 200 OK\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\nok"],
-        [b"HTTP/1.1 200 OK\r\n folded: header\r\nContent-Length: 0\r\n\r\n"],
-        [b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n"],
+        [b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nab"],  # mid-chunk
         [b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n"],  # closed inside the head
+        [],  # closed without a byte
     ],
-    ids=["cut-body", "not-http", "two-lengths", "obs-fold", "bad-chunk", "cut-head"],
+    ids=["cut-body", "cut-chunk", "cut-head", "nothing"],
 )
-async def test_broken_answers_are_upstream_errors(serve: Serve, pieces: list[bytes]) -> None:
+async def test_answers_cut_short_are_unavailable_not_invalid(
+    serve: Serve, pieces: list[bytes]
+) -> None:
     server = await serve(lambda n: pieces, close_after=True)
     pool = Pool(f"http://127.0.0.1:{server.port}", 8)
-    with pytest.raises(UpstreamError):
+    with pytest.raises(UpstreamError, match="closed early"):
         await send(pool)
+
+
+async def test_reading_stops_at_the_answer_cap(serve: Serve) -> None:
+    """A close-delimited answer far over the cap: the pool stops reading and drops the
+    connection once the cap is passed; the collector sees its writes fail."""
+    piece = b"x" * 65536
+    sent: list[int] = []
+
+    def script(n: int) -> list[bytes]:
+        sent.append(0)
+        return [b"HTTP/1.1 200 OK\r\n\r\n", *([piece] * 1600)]  # 100 MiB
+
+    server = await serve(script, close_after=True)
+    pool = Pool(f"http://127.0.0.1:{server.port}", 8)
+    with pytest.raises(InvalidAnswer) as raised:
+        await send(pool)
+    assert raised.value.flaw is Flaw.TOO_LARGE
+    for _ in range(500):  # the abort reaches the collector, whose writes then fail
+        if server.open_now == 0:
+            break
+        await asyncio.sleep(0.01)
+    assert server.open_now == 0
 
 
 async def test_a_refused_connection_is_an_upstream_error(unused_tcp_port: int) -> None:

@@ -56,6 +56,7 @@ class Dialect(Protocol):
     """A collector wire format."""
 
     name: str
+    identity_headers: Mapping[str, str]  # header name → the id type it carries (SPEC §3.3)
 
     def match(self, path: str) -> Endpoint | None:
         """The endpoint `path` names, if it is one of this dialect's."""

@@ -40,6 +40,7 @@ class Bloomreach:
     """Bloomreach Engagement tracking API."""
 
     name = "bloomreach"
+    identity_headers: Mapping[str, str] = {}  # its SDKs carry ids in the body only
 
     def match(self, path: str) -> Endpoint | None:
         """Stream-mode and legacy project paths."""

@@ -49,6 +49,7 @@ class Segment:
     """Segment HTTP tracking API."""
 
     name = "segment"
+    identity_headers: Mapping[str, str] = {"AnonymousId": "anonymous_id"}  # RudderStack's SDKs
 
     def match(self, path: str) -> Endpoint | None:
         """Single-message, batch and beacon paths; the endpoint name is the message type."""
