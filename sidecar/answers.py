@@ -1,7 +1,7 @@
 """The collector's answer, parsed without I/O (RFC 9112 §6; SPEC §5.4).
 
 `AnswerParser` is fed the bytes of one answer as they arrive and returns the
-`Answer` once it is complete. Its head is read by `heads.py`'s strict grammar;
+`Answer` once it is complete. Its head is read by `answer_head.py`'s strict grammar;
 this module decides how the body ends and reads it:
 
 - `Content-Length`, a single `chunked` transfer coding, or the connection's
@@ -21,7 +21,7 @@ from __future__ import annotations
 import re
 from typing import NamedTuple
 
-from sidecar.heads import (
+from sidecar.answer_head import (
     MAX_HEAD_BYTES,
     MAX_LENGTH_DIGITS,
     Block,
