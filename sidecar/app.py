@@ -17,6 +17,8 @@ from aiohttp.web_protocol import RequestHandler
 
 from sidecar import logs
 from sidecar.admin import admin_app
+from sidecar.connections import Connections, connection_cap
+from sidecar.edge import EdgeServer
 from sidecar.forward import upstream_pool
 from sidecar.handler import Pipeline
 from sidecar.metrics import Metrics
@@ -24,7 +26,6 @@ from sidecar.reload import Reloader, RulesHolder
 from sidecar.rules import Rules
 from sidecar.tokens import TokenVerifier
 
-MAX_HEADER_FIELD_BYTES = 128 * 1024
 MAX_BODY_READ = 2**62  # no cap of aiohttp's own: the rules' max_body_bytes applies
 DRAIN_GRACE_SECONDS = 5  # in-flight requests get the upstream timeout plus this to finish
 GC_YOUNG_THRESHOLD = 10_000  # allocations between young-generation collections (default 700)
@@ -39,9 +40,10 @@ class TrackingRunner(web.ServerRunner):
     README "Performance"). Cleaning up closes the upstream pool.
 
     aiohttp's own request decompression is off: `body.read_body` inflates gzip
-    itself so that the size limit bounds the output, not the input. Header
-    fields may be up to 128 KiB so that an oversized token gets trackgate's own
-    `token_malformed` answer rather than a bare 400 from the HTTP parser.
+    itself so that the size limit bounds the output, not the input. Connections
+    are `sidecar.edge`'s: head limits, deadlines, the connection cap; a head may
+    be as large as `max_header_bytes`, so a token up to that size still gets
+    trackgate's own `token_malformed` answer, not a parser error.
     """
 
     def __init__(self, holder: RulesHolder, metrics: Metrics, **kwargs: Any) -> None:
@@ -51,20 +53,22 @@ class TrackingRunner(web.ServerRunner):
         self.pipeline = Pipeline(
             holder, upstream_pool(rules.server.upstream), TokenVerifier(), metrics
         )
-        server = web.Server(
+        self.connections = Connections(holder, metrics)
+        server = EdgeServer(
             self.pipeline.handle,
+            self.connections,
             request_factory=self._request,
             auto_decompress=False,
-            max_field_size=MAX_HEADER_FIELD_BYTES,
+            access_log=None,  # the pipeline writes the access log
         )
-        super().__init__(server, access_log=None, **kwargs)
+        super().__init__(server, **kwargs)
 
     async def cleanup(self) -> None:
         await super().cleanup()
         self.pipeline.pool.close()
 
-    @staticmethod
     def _request(
+        self,
         message: RawRequestMessage,
         payload: StreamReader,
         protocol: RequestHandler,
@@ -93,7 +97,12 @@ async def serve(path: Path, rules: Rules) -> None:
         await runner.setup()
         await web.TCPSite(runner, host, port, reuse_address=True, reuse_port=shared).start()
     settle_garbage_collector()
-    logs.event("listening", listen=f"{server.listen[0]}:{server.listen[1]}", version=rules.version)
+    logs.event(
+        "listening",
+        listen=f"{server.listen[0]}:{server.listen[1]}",
+        version=rules.version,
+        max_connections=connection_cap(server),
+    )
     watcher = asyncio.create_task(reloader.watch(), name="rules-watcher")
     reloads: set[asyncio.Task[bool]] = set()
     stop = asyncio.Event()

@@ -1,0 +1,261 @@
+"""The connection edge (issue 12 findings 2, 3, 5 and part of 10), end to end.
+
+In-process sidecars (the same aiohttp server `trackgate serve` runs) for head
+limits, transfer codings, deadlines and the connection cap.
+Raw sockets throughout: these are things an HTTP client library smooths over.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from collections.abc import AsyncIterator
+from typing import Any
+
+import aiohttp
+import pytest
+
+from tests.conftest import StartSidecar
+from tests.harness import (
+    WEB_ID,
+    Collector,
+    Sidecar,
+)
+from tests.test_metrics import scrape, value
+
+EVENTS = f"/track/u/v1/customers/events?stream_id={WEB_ID}"
+BODY = b'{"customer_ids":{"cookie":"c-1"},"event_type":"page_visit","properties":{}}'
+CLOSED = "trackgate_connections_closed_total"
+
+
+def head(*fields: str, target: str = EVENTS, body: bytes = BODY, length: bool = True) -> bytes:
+    lines = [f"POST {target} HTTP/1.1", "Host: edge", "Content-Type: application/json", *fields]
+    if length:
+        lines.append(f"Content-Length: {len(body)}")
+    return ("\r\n".join(lines) + "\r\n\r\n").encode()
+
+
+class Raw:
+    """One client connection over a real socket."""
+
+    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.reader, self.writer = reader, writer
+
+    @classmethod
+    async def open(cls, url: str) -> Raw:
+        host, port = url.removeprefix("http://").rsplit(":", 1)
+        return cls(*await asyncio.open_connection(host, int(port)))
+
+    async def send(self, data: bytes) -> None:
+        self.writer.write(data)
+        await self.writer.drain()
+
+    async def answer(self) -> tuple[int, dict[str, str], bytes]:
+        """The next answer: status, fields (lower-case names), body."""
+        raw = await asyncio.wait_for(self.reader.readuntil(b"\r\n\r\n"), 10)
+        status_line, *lines = raw.decode("latin-1").split("\r\n")
+        fields = {n.lower(): v.strip() for n, _, v in (x.partition(":") for x in lines if x)}
+        length = int(fields.get("content-length", "0"))
+        body = await asyncio.wait_for(self.reader.readexactly(length), 10)
+        return int(status_line.split()[1]), fields, body
+
+    async def closed(self) -> str:
+        """How the sidecar ended the connection: "fin" or "reset" (bounded wait)."""
+        try:
+            rest = await asyncio.wait_for(self.reader.read(), 10)
+        except ConnectionResetError:
+            return "reset"
+        return "fin" if rest == b"" else f"data: {rest[:40]!r}"
+
+    def close(self) -> None:
+        self.writer.close()
+
+
+@pytest.fixture
+async def raws() -> AsyncIterator[list[Raw]]:
+    """Connections opened by a test, closed after it."""
+    opened: list[Raw] = []
+    yield opened
+    for raw in opened:
+        raw.close()
+
+
+async def closed_count(http: aiohttp.ClientSession, sidecar: Sidecar, reason: str) -> float:
+    return value(await scrape(http, sidecar), CLOSED, reason=reason)
+
+
+async def until(check: Any, failure: str, seconds: float = 20) -> None:
+    deadline = time.monotonic() + seconds
+    while not await check():
+        assert time.monotonic() < deadline, failure
+        await asyncio.sleep(0.02)
+
+
+# --- heads: size, count, codings (finding 2, 10) -------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("name", "fields"),
+    [
+        ("a 100 KB bearer token", ["Authorization: Bearer " + "t" * 100_000]),
+        ("90 fields of 400 bytes (36 KB)", [f"X-F{i}: {'v' * 400}" for i in range(90)]),
+        ("a 31 KB field and a 2 KB one", ["X-A: " + "a" * 31_000, "X-B: " + "b" * 2_000]),
+    ],
+)
+async def test_a_head_over_max_header_bytes_is_431_and_never_forwarded(
+    sidecar: Sidecar, collector: Collector, http: aiohttp.ClientSession, raws: list[Raw],
+    name: str, fields: list[str],
+) -> None:  # fmt: skip
+    raws.append(raw := await Raw.open(sidecar.url))
+    await raw.send(head(*fields) + BODY)
+    status, _, body = await raw.answer()
+    assert (status, body) == (431, b"431 Request Header Fields Too Large\n"), name
+    assert await raw.closed() == "fin"
+    assert collector.received == []
+    assert await closed_count(http, sidecar, "head_too_large") == 1
+
+
+async def test_a_head_just_within_max_header_bytes_is_served(
+    sidecar: Sidecar, collector: Collector, raws: list[Raw]
+) -> None:
+    fields = [f"X-F{i}: {'v' * 7000}" for i in range(4)]  # the collector takes 8 KB fields
+    base = head(*fields, "X-Pad: ")
+    raws.append(raw := await Raw.open(sidecar.url))
+    await raw.send(head(*fields, "X-Pad: " + "p" * (32_768 - len(base))) + BODY)
+    assert (await raw.answer())[0] == 200
+    assert len(collector.received) == 1
+
+
+async def test_an_unfinished_head_past_the_limit_is_answered_431_and_closed(
+    sidecar: Sidecar, http: aiohttp.ClientSession, raws: list[Raw]
+) -> None:
+    raws.append(raw := await Raw.open(sidecar.url))
+    await raw.send(head()[:-2])  # no blank line: the head goes on
+    for _ in range(9):
+        await raw.send(b"X-More: " + b"m" * 4000 + b"\r\n")  # 36 KB in all, never ended
+    assert (await raw.answer())[0] == 431
+    assert await raw.closed() in ("fin", "reset")  # bytes may still be arriving
+    assert await closed_count(http, sidecar, "head_too_large") == 1
+
+
+@pytest.mark.parametrize(("count", "status"), [(100, 200), (101, 431)])
+async def test_more_than_max_headers_fields_is_431(
+    sidecar: Sidecar, collector: Collector, raws: list[Raw], count: int, status: int
+) -> None:
+    fields = [f"X-F{i}: v" for i in range(count - 4)]  # head() adds Host, Content-Type, -Length
+    raws.append(raw := await Raw.open(sidecar.url))
+    await raw.send(head(*fields, "X-Last: v") + BODY)
+    assert (await raw.answer())[0] == status
+    assert len(collector.received) == (status == 200)
+
+
+@pytest.mark.parametrize(
+    ("coding", "status"),
+    [("gzip, chunked", 501), ("gzip", 501), ("identity", 501), ("deflate,chunked", 501),
+     ("chunked, gzip", 400), ("chunked", 200)],
+)  # fmt: skip
+async def test_transfer_codings_other_than_chunked_are_501_and_never_forwarded(
+    sidecar: Sidecar, collector: Collector, raws: list[Raw], coding: str, status: int
+) -> None:
+    chunked = b"%x\r\n%s\r\n0\r\n\r\n" % (len(BODY), BODY)
+    raws.append(raw := await Raw.open(sidecar.url))
+    await raw.send(head(f"Transfer-Encoding: {coding}", length=False) + chunked)
+    assert (await raw.answer())[0] == status
+    assert len(collector.received) == (status == 200)
+
+
+async def test_broken_chunk_framing_mid_body_ends_the_request_as_malformed_at_once(
+    sidecar: Sidecar, collector: Collector, http: aiohttp.ClientSession, raws: list[Raw]
+) -> None:
+    raws.append(raw := await Raw.open(sidecar.url))
+    await raw.send(head("Transfer-Encoding: chunked", length=False) + b"5\r\n" + BODY[:5] + b"\r\n")
+    await until(lambda: _in_flight(http, sidecar, 1), "the request did not start")
+    await raw.send(b"zz\r\n")  # not a chunk size
+    status, _, body = await raw.answer()
+    assert (status, json.loads(body)["code"]) == (400, "malformed_payload")
+    assert await raw.closed() == "fin"
+    assert collector.received == []
+
+
+async def _in_flight(http: aiohttp.ClientSession, sidecar: Sidecar, count: int) -> bool:
+    return value(await scrape(http, sidecar), "trackgate_in_flight_requests") == count
+
+
+# --- deadlines and the cap (finding 3) --------------------------------------------------------
+
+SHORT_DEADLINES = """
+limits:
+  header_timeout_seconds: 0.5
+  body_timeout_seconds: 0.5
+  keepalive_timeout_seconds: 0.5
+"""
+
+
+async def test_deadlines_close_slow_connections_with_a_fin_and_count_them(
+    make_sidecar: StartSidecar, collector: Collector, http: aiohttp.ClientSession,
+    raws: list[Raw], caplog: pytest.LogCaptureFixture,
+) -> None:  # fmt: skip
+    sidecar = await make_sidecar(server=SHORT_DEADLINES)
+    silent, slowloris, slow_body, idle = [await Raw.open(sidecar.url) for _ in range(4)]
+    raws.extend((silent, slowloris, slow_body, idle))
+    await slowloris.send(head()[:-4])
+    await slow_body.send(head() + BODY[:10])
+    await idle.send(head() + BODY)
+    assert (await idle.answer())[0] == 200
+    for raw in raws:
+        assert await raw.closed() == "fin"
+    samples = await scrape(http, sidecar)
+    assert value(samples, CLOSED, reason="header_timeout") == 2  # silent, slowloris
+    assert value(samples, CLOSED, reason="body_timeout") == 1
+    assert value(samples, CLOSED, reason="idle") == 1
+    assert value(samples, "trackgate_open_connections") == 0
+    assert len(collector.received) == 1  # the slow body was never forwarded...
+    assert "internal_error" not in caplog.text  # ...nor counted as trackgate's failure
+
+
+async def test_a_slow_collector_is_not_a_slow_client(
+    make_sidecar: StartSidecar, collector: Collector, raws: list[Raw]
+) -> None:
+    sidecar = await make_sidecar(server=SHORT_DEADLINES)
+    collector.delay = 1.0  # twice every client deadline
+    raws.append(raw := await Raw.open(sidecar.url))
+    await raw.send(head() + BODY)
+    assert (await raw.answer())[0] == 200
+
+
+async def test_at_the_cap_the_longest_waiting_connection_is_evicted(
+    make_sidecar: StartSidecar, http: aiohttp.ClientSession, raws: list[Raw],
+    caplog: pytest.LogCaptureFixture,
+) -> None:  # fmt: skip
+    sidecar = await make_sidecar(server="limits:\n  max_connections: 3\n")
+    for _ in range(3):
+        raws.append(raw := await Raw.open(sidecar.url))
+        await raw.send(head()[:-4])  # an unfinished head
+    await until(lambda: _open(http, sidecar, 3), "three connections did not open")
+    raws.append(client := await Raw.open(sidecar.url))
+    await client.send(head() + BODY)
+    assert (await client.answer())[0] == 200  # served: the oldest slowloris made room
+    assert await raws[0].closed() == "fin"
+    assert await closed_count(http, sidecar, "too_many_connections") == 1
+    [line] = [r for r in caplog.records if r.getMessage() == "connection_limit_reached"]
+    assert line.fields == {"open": 4, "max_connections": 3, "evicted": 1, "refused": 0}  # type: ignore[attr-defined]
+
+
+async def test_at_the_cap_with_every_connection_busy_a_new_one_is_refused(
+    make_sidecar: StartSidecar, http: aiohttp.ClientSession, raws: list[Raw]
+) -> None:
+    sidecar = await make_sidecar(server="limits:\n  max_connections: 2\n")
+    for _ in range(2):
+        raws.append(raw := await Raw.open(sidecar.url))
+        await raw.send(head() + BODY[:10])  # a request in progress: its body is awaited
+    await until(lambda: _open(http, sidecar, 2), "two connections did not open")
+    raws.append(refused := await Raw.open(sidecar.url))
+    assert await refused.closed() == "fin"
+    assert await closed_count(http, sidecar, "too_many_connections") == 1
+    await raws[0].send(BODY[10:])
+    assert (await raws[0].answer())[0] == 200  # the busy ones were left alone
+
+
+async def _open(http: aiohttp.ClientSession, sidecar: Sidecar, count: int) -> bool:
+    return value(await scrape(http, sidecar), "trackgate_open_connections") == count
