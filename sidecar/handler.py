@@ -31,6 +31,7 @@ from sidecar.dialects import DIALECTS, Endpoint, Reply, find_endpoint
 from sidecar.errors import Reason, Rejection
 from sidecar.exchange import Exchange
 from sidecar.forward import forward, upstream_pool
+from sidecar.heads import continue_if_expected
 from sidecar.metrics import Metrics
 from sidecar.policy import Decision, decide
 from sidecar.reload import RulesHolder
@@ -120,6 +121,7 @@ class Pipeline:
         if request.method == "OPTIONS":
             return await self._preflight(rules, endpoint, request, exchange)
         check_method(request)
+        continue_if_expected(request, rules.server.max_body_bytes)
         body = await read_body(request, rules.server.max_body_bytes)
         stream = exchange.stream = find_stream(rules, endpoint, request, body)
         check_origin(stream, request)

@@ -1,7 +1,7 @@
 """The connection edge (issue 12 findings 2, 3, 5 and part of 10), end to end.
 
 In-process sidecars (the same aiohttp server `trackgate serve` runs) for head
-limits, transfer codings, deadlines and the connection cap.
+limits, transfer codings, `Expect`, deadlines and the connection cap.
 Raw sockets throughout: these are things an HTTP client library smooths over.
 """
 
@@ -180,6 +180,38 @@ async def test_broken_chunk_framing_mid_body_ends_the_request_as_malformed_at_on
 
 async def _in_flight(http: aiohttp.ClientSession, sidecar: Sidecar, count: int) -> bool:
     return value(await scrape(http, sidecar), "trackgate_in_flight_requests") == count
+
+
+# --- Expect: 100-continue (finding 10) -------------------------------------------------------
+
+
+async def test_expect_100_continue_is_answered_before_the_body_is_sent(
+    sidecar: Sidecar, collector: Collector, raws: list[Raw]
+) -> None:
+    raws.append(raw := await Raw.open(sidecar.url))
+    await raw.send(head("Expect: 100-continue"))
+    interim = await asyncio.wait_for(raw.reader.readuntil(b"\r\n\r\n"), 10)
+    assert interim == b"HTTP/1.1 100 Continue\r\n\r\n"  # the body is not sent yet
+    await raw.send(BODY)
+    assert (await raw.answer())[0] == 200
+    assert collector.received[0].body == BODY
+
+
+@pytest.mark.parametrize(
+    ("name", "data", "status"),
+    [
+        ("a declared body over max_body_bytes", head("Expect: 100-continue", body=b"x" * 2_000_000), 413),
+        ("an unknown endpoint", head("Expect: 100-continue", target="/nowhere"), 404),
+        ("a method other than POST", head("Expect: 100-continue").replace(b"POST", b"PUT", 1), 405),
+    ],
+)  # fmt: skip
+async def test_expect_100_continue_is_not_answered_when_the_request_fails_before_its_body(
+    sidecar: Sidecar, collector: Collector, raws: list[Raw], name: str, data: bytes, status: int
+) -> None:
+    raws.append(raw := await Raw.open(sidecar.url))
+    await raw.send(data)
+    assert (await raw.answer())[0] == status, name  # the final answer, no interim 100 first
+    assert collector.received == []
 
 
 # --- deadlines and the cap (finding 3) --------------------------------------------------------
