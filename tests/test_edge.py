@@ -1,7 +1,8 @@
 """The connection edge (issue 12 findings 2, 3, 5 and part of 10), end to end.
 
 In-process sidecars (the same aiohttp server `trackgate serve` runs) for head
-limits, transfer codings, `Expect`, deadlines and the connection cap.
+limits, transfer codings, `Expect`, deadlines and the connection cap; real
+`trackgate serve` processes for the logs.
 Raw sockets throughout: these are things an HTTP client library smooths over.
 """
 
@@ -9,8 +10,10 @@ from __future__ import annotations
 
 import asyncio
 import json
+import signal
 import time
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
 import aiohttp
@@ -18,9 +21,12 @@ import pytest
 
 from tests.conftest import StartSidecar
 from tests.harness import (
+    BACKEND_ID,
+    BACKEND_SECRET,
     WEB_ID,
     Collector,
     Sidecar,
+    serve_process,
 )
 from tests.test_metrics import scrape, value
 
@@ -291,3 +297,53 @@ async def test_at_the_cap_with_every_connection_busy_a_new_one_is_refused(
 
 async def _open(http: aiohttp.ClientSession, sidecar: Sidecar, count: int) -> bool:
     return value(await scrape(http, sidecar), "trackgate_open_connections") == count
+
+
+# --- real processes: logs (finding 5) and the drain (finding 10) ------------------------------
+
+TOKEN = "eyJhbGciOiJIUzI1NiJ9.eyJpZHMiOnsicmVnaXN0ZXJlZCI6InUtc2VjcmV0In19.c2lnbmF0dXJlLXNlY3JldA"
+CUSTOMER = "customer-id-value-4711"
+BACKEND = f"/track/u/v1/customers/events?stream_id={BACKEND_ID}"
+SECRETS = (f"X-Stream-Secret: {BACKEND_SECRET}", f"Authorization: Bearer {TOKEN}")
+MALFORMED = [
+    f"POST {BACKEND}&secret={BACKEND_SECRET} HTTP/1.1 trailing\r\nHost: e\r\n\r\n".encode(),
+    f"POST {BACKEND} HTTP/1.1\r\nHost: e\r\nX-Stream-Secret: {BACKEND_SECRET}\x01\r\n\r\n".encode(),
+    f"POST {BACKEND} HTTP/1.1\r\nHost: e\r\nAuthorization: Bearer {TOKEN}\x00\r\n\r\n".encode(),
+    f"POST {BACKEND} HTTP/1.1\r\nHost: e\r\n{SECRETS[0]}\r\nTransfer-Encoding: chunked\r\n\r\n"
+    f'zz\r\n{{"customer_ids":{{"registered":"{CUSTOMER}"}}}}\r\n0\r\n\r\n'.encode(),
+    f"POST {BACKEND} HTTP/1.1\r\nHost: e\r\n{SECRETS[1]}\r\nX-Pad: {'p' * 40_000}\r\n\r\n".encode(),
+    f"POST {BACKEND} HTTP/1.1\r\nHost: e\r\n{SECRETS[0]}\r\nContent-Length: 5\r\n"
+    f"Transfer-Encoding: chunked\r\n\r\n{CUSTOMER}".encode(),
+    f"POST {BACKEND} HTTP/1.1\r\nHost: e\r\n{SECRETS[1]}\r\nContent-Length: x{CUSTOMER}\r\n\r\n".encode(),
+    f"P\x00ST {BACKEND} HTTP/1.1\r\n{SECRETS[0]}\r\n\r\n".encode(),
+    f"POST {BACKEND} HTTP/1.1\r\nHost: e\r\n{SECRETS[0]} {CUSTOMER}\r\nBad Name: {TOKEN}\r\n\r\n".encode(),
+    b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03" + CUSTOMER.encode(),
+    b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" + TOKEN.encode(),
+]
+
+
+async def test_malformed_requests_leave_only_json_lines_without_secrets(
+    tmp_path: Path, collector: Collector
+) -> None:
+    served = await serve_process(
+        tmp_path, collector.url, "shutdown_delay_seconds: 0\n", capture=True
+    )
+    for data in MALFORMED:
+        raw = await Raw.open(served.base)
+        await raw.send(data)
+        await raw.closed()  # every one is answered 4xx/5xx and closed
+        raw.close()
+    raw = await Raw.open(served.base)  # and a body cut off by the client
+    await raw.send(
+        head(SECRETS[0], target=BACKEND) + f'{{"customer_ids":{{"x":"{CUSTOMER}'.encode()
+    )
+    raw.close()
+    served.process.send_signal(signal.SIGTERM)
+    assert await asyncio.wait_for(served.process.wait(), 20) == 0
+    assert served.process.stdout is not None
+    output = (await served.process.stdout.read()).decode("utf-8", "replace")
+    lines = [json.loads(line) for line in output.splitlines()]  # every line is JSON
+    for secret in (BACKEND_SECRET, TOKEN, CUSTOMER, "Traceback"):
+        assert secret not in output
+    assert sum(line["event"] == "bad_request" for line in lines) >= len(MALFORMED) - 2
+    assert collector.received == []
