@@ -76,7 +76,10 @@ class TrackingRunner(web.ServerRunner):
         task: asyncio.Task[None],
     ) -> web.BaseRequest:
         """A request without aiohttp's 1 MiB body cap: the rules' `max_body_bytes`
-        is enforced by `body.read_body`."""
+        is enforced by `body.read_body`. While draining, its answer carries
+        `Connection: close` and its connection closes after it (SPEC §6.5)."""
+        if self.pipeline.holder.draining:
+            message = message._replace(should_close=True)
         loop = asyncio.get_running_loop()
         return web.BaseRequest(
             message, payload, protocol, writer, task, loop, client_max_size=MAX_BODY_READ
@@ -111,7 +114,8 @@ async def serve(path: Path, rules: Rules) -> None:
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop.set)
     await stop.wait()
-    holder.draining = True
+    holder.draining = True  # from now on every answer carries Connection: close
+    tracking.connections.drain()
     delay = (holder.current or rules).server.shutdown_delay_seconds
     logs.event("draining", delay_seconds=delay)
     await asyncio.sleep(delay)

@@ -1,5 +1,5 @@
 """The tracking listener's connection table: how many are open, which may be
-evicted, and the cap (SPEC §2 `server.limits.max_connections`).
+evicted, the cap, and the drain (SPEC §2 `server.limits.max_connections`, §6.5).
 
 The cap is `max_connections`, lowered to what the process's descriptor limit
 (RLIMIT_NOFILE) leaves after a reserve for the collector pool, the admin
@@ -42,6 +42,9 @@ CAP_LOG_SECONDS = 10.0  # at most one "connection_limit_reached" line this often
 
 class Connection(Protocol):
     """What the table needs of a client connection (`sidecar.edge.EdgeProtocol`)."""
+
+    @property
+    def is_idle(self) -> bool: ...
 
     def expire(self, reason: CloseReason) -> None: ...
 
@@ -98,6 +101,12 @@ class Connections:
         self.waiting.pop(connection, None)
         self.open -= 1
         self.metrics.connection_ended(reason)
+
+    def drain(self) -> None:
+        """SIGTERM: close idle keep-alive connections now (a FIN, nothing in flight);
+        the others get `Connection: close` on their next answer."""
+        for connection in [c for c in self.waiting if c.is_idle]:
+            connection.expire(CloseReason.IDLE)
 
     def _note_cap(self, action: str) -> None:
         """Count a cap event; log at most one line per CAP_LOG_SECONDS with the

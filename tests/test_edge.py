@@ -2,7 +2,7 @@
 
 In-process sidecars (the same aiohttp server `trackgate serve` runs) for head
 limits, transfer codings, `Expect`, deadlines and the connection cap; real
-`trackgate serve` processes for the logs.
+`trackgate serve` processes for the logs and the drain.
 Raw sockets throughout: these are things an HTTP client library smooths over.
 """
 
@@ -347,3 +347,25 @@ async def test_malformed_requests_leave_only_json_lines_without_secrets(
         assert secret not in output
     assert sum(line["event"] == "bad_request" for line in lines) >= len(MALFORMED) - 2
     assert collector.received == []
+
+
+async def test_during_the_drain_answers_close_and_idle_connections_get_a_fin(
+    tmp_path: Path, collector: Collector
+) -> None:
+    served = await serve_process(tmp_path, collector.url, "shutdown_delay_seconds: 3\n")
+    idle = [await Raw.open(served.base) for _ in range(3)]
+    for raw in idle:
+        await raw.send(head() + BODY)
+        status, fields, _ = await raw.answer()
+        assert (status, fields.get("connection")) == (200, None)  # kept alive
+    served.process.send_signal(signal.SIGTERM)
+    for raw in idle:
+        assert await raw.closed() == "fin"  # closed at the drain's start, not reset
+        raw.close()
+    late = await Raw.open(served.base)  # a new connection, still within the delay
+    await late.send(head() + BODY)
+    status, fields, _ = await late.answer()
+    assert (status, fields["connection"]) == (200, "close")
+    assert await late.closed() == "fin"
+    late.close()
+    assert await asyncio.wait_for(served.process.wait(), 20) == 0
