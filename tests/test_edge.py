@@ -2,18 +2,23 @@
 
 In-process sidecars (the same aiohttp server `trackgate serve` runs) for head
 limits, transfer codings, `Expect`, deadlines and the connection cap; real
-`trackgate serve` processes for the logs and the drain.
+`trackgate serve` processes for the logs, the drain, and the probes of
+bench/edge_probe.py (thousands of slow clients, a descriptor limit, RSS).
 Raw sockets throughout: these are things an HTTP client library smooths over.
 """
 
 from __future__ import annotations
 
 import asyncio
+import importlib.util
 import json
+import re
 import signal
+import sys
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 import aiohttp
@@ -23,6 +28,7 @@ from tests.conftest import StartSidecar
 from tests.harness import (
     BACKEND_ID,
     BACKEND_SECRET,
+    ROOT,
     WEB_ID,
     Collector,
     Sidecar,
@@ -33,6 +39,18 @@ from tests.test_metrics import scrape, value
 EVENTS = f"/track/u/v1/customers/events?stream_id={WEB_ID}"
 BODY = b'{"customer_ids":{"cookie":"c-1"},"event_type":"page_visit","properties":{}}'
 CLOSED = "trackgate_connections_closed_total"
+
+
+def load_probe() -> ModuleType:
+    """bench/edge_probe.py, the repeatable tool these tests share their clients with."""
+    spec = importlib.util.spec_from_file_location("edge_probe", ROOT / "bench" / "edge_probe.py")
+    assert spec is not None and spec.loader is not None
+    module = sys.modules[spec.name] = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+PROBE = load_probe()
 
 
 def head(*fields: str, target: str = EVENTS, body: bytes = BODY, length: bool = True) -> bytes:
@@ -369,3 +387,63 @@ async def test_during_the_drain_answers_close_and_idle_connections_get_a_fin(
     assert await late.closed() == "fin"
     late.close()
     assert await asyncio.wait_for(served.process.wait(), 20) == 0
+
+
+# --- the probes (bench/edge_probe.py): thousands of slow clients, ulimit -n, RSS ---------------
+
+
+@pytest.fixture
+async def upstream(collector: Collector) -> str:
+    PROBE.raise_descriptor_limit()  # this process holds thousands of client sockets
+    return collector.url
+
+
+async def test_slow_clients_leave_real_requests_and_the_admin_port_served(upstream: str) -> None:
+    deadlines = {
+        "header_timeout_seconds": 6,
+        "body_timeout_seconds": 6,
+        "keepalive_timeout_seconds": 6,
+    }
+    sidecar = await PROBE.start_sidecar(upstream, deadlines)
+    try:
+        found = await PROBE.slow_clients(sidecar, slowloris=2000, slow_bodies=500, idle=2000)
+    finally:
+        await PROBE.stop(sidecar)
+    assert found["open_before"] >= 4500  # all at once while the real client ran
+    assert (found["ok"], found["requests"], found["healthz"]) == (50, 50, 200)
+    closed = found["metrics"]
+    assert closed["header_timeout"] >= 2000
+    assert closed["body_timeout"] >= 500
+    assert closed["idle"] >= 2000
+    assert closed["open"] == 0
+
+
+async def test_at_ulimit_1024_slowloris_connections_leave_real_requests_served(
+    upstream: str,
+) -> None:
+    sidecar = await PROBE.start_sidecar(upstream, {"header_timeout_seconds": 2}, nofile=1024)
+    try:
+        found = await PROBE.descriptor_limit(sidecar, slowloris=1100)
+    finally:
+        await PROBE.stop(sidecar)
+    assert (found["ok"], found["requests"], found["healthz"]) == (50, 50, 200)
+    closed = found["metrics"]
+    assert closed["too_many_connections"] > 0  # the cap (1024 - reserves) was reached
+    assert closed["too_many_connections"] + closed["header_timeout"] >= 1100
+
+
+async def test_40_maximal_unfinished_heads_cost_under_10_mb(upstream: str) -> None:
+    sidecar = await PROBE.start_sidecar(upstream, {})
+    try:
+        found = await PROBE.header_flood(sidecar, connections=40)
+    finally:
+        await PROBE.stop(sidecar)
+    assert found["open_while_held"] >= 40
+    assert found["rss_growth_held"] < 10 * 2**20
+    assert found["rss_growth_after_flood"] < 10 * 2**20
+    assert found["closed_by_sidecar"] == 40
+    assert found["metrics"]["head_too_large"] == 40
+
+
+def test_the_probe_prints_its_counts() -> None:
+    assert re.search(r"python bench/edge_probe.py (slow|nofile|headers)", PROBE.__doc__ or "")
