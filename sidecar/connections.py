@@ -25,7 +25,7 @@ from collections import OrderedDict
 from typing import TYPE_CHECKING, Protocol
 
 from sidecar import logs
-from sidecar.heads import CloseReason
+from sidecar.request_head import CloseReason
 from sidecar.reload import RulesHolder
 from sidecar.rules import EdgeLimits, Server
 

@@ -10,7 +10,7 @@ leaves open:
 
 - head: its bytes are counted as they arrive; past `max_header_bytes` it is
   answered 431 and the connection closed, so an unfinished head never holds
-  more. Fields, size and coding of a complete head: `sidecar.heads`. It must
+  more. Fields, size and coding of a complete head: `sidecar.request_head`. It must
   arrive within `header_timeout_seconds` of the accept (or of its first byte
   after a keep-alive answer).
 - body: within `body_timeout_seconds` of its head, else the request is
@@ -37,7 +37,7 @@ from aiohttp.web_protocol import RequestHandler, _ErrInfo
 
 from sidecar.connections import Connections
 from sidecar.errors import Reason, Rejection
-from sidecar.heads import (
+from sidecar.request_head import (
     HEAD_TOO_LARGE,
     CloseReason,
     Refusal,

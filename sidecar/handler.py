@@ -31,7 +31,7 @@ from sidecar.dialects import DIALECTS, Endpoint, Reply, find_endpoint
 from sidecar.errors import Reason, Rejection
 from sidecar.exchange import Exchange
 from sidecar.forward import forward, upstream_pool
-from sidecar.heads import continue_if_expected
+from sidecar.request_head import continue_if_expected
 from sidecar.metrics import Metrics
 from sidecar.policy import Decision, decide
 from sidecar.reload import RulesHolder

@@ -15,7 +15,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, gene
 from prometheus_client.multiprocess import MultiProcessCollector
 
 from sidecar.exchange import Exchange
-from sidecar.heads import CloseReason
+from sidecar.request_head import CloseReason
 from sidecar.rules import Rules
 
 UNDEFINED_NAME = "_undefined"

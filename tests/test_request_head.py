@@ -1,4 +1,4 @@
-"""Sans-IO: the verdicts of `sidecar.heads` on heads aiohttp's real parser made.
+"""Sans-IO: the verdicts of `sidecar.request_head` on heads aiohttp's real parser made.
 
 Bytes in, a parsed head (or the parser's error) out, then the verdict: no
 sockets. The end-to-end behaviour is in tests/test_edge.py.
@@ -15,7 +15,7 @@ from aiohttp.http_parser import HttpRequestParser, RawRequestMessage
 from hypothesis import given
 from hypothesis import strategies as st
 
-from sidecar.heads import (
+from sidecar.request_head import (
     HEAD_TOO_LARGE,
     TOO_MANY_HEADERS,
     UNSUPPORTED_CODING,
