@@ -17,6 +17,8 @@ from aiohttp.web_protocol import RequestHandler
 
 from sidecar import logs
 from sidecar.admin import admin_app
+from sidecar.connections import Connections, connection_cap
+from sidecar.edge import EdgeServer
 from sidecar.forward import upstream_pool
 from sidecar.handler import Pipeline
 from sidecar.metrics import Metrics
@@ -24,9 +26,12 @@ from sidecar.reload import Reloader, RulesHolder
 from sidecar.rules import Rules
 from sidecar.tokens import TokenVerifier
 
-MAX_HEADER_FIELD_BYTES = 128 * 1024
 MAX_BODY_READ = 2**62  # no cap of aiohttp's own: the rules' max_body_bytes applies
 DRAIN_GRACE_SECONDS = 5  # in-flight requests get the upstream timeout plus this to finish
+# Connections the kernel queues before they are accepted (aiohttp's default is
+# 128, nginx's 511): under a burst of new connections a full queue drops SYNs,
+# and each drop costs that client a 1 s retransmission.
+LISTEN_BACKLOG = 1024
 GC_YOUNG_THRESHOLD = 10_000  # allocations between young-generation collections (default 700)
 
 __all__ = ["TrackingRunner", "admin_app", "event_loop_policy", "run", "serve"]
@@ -39,9 +44,10 @@ class TrackingRunner(web.ServerRunner):
     README "Performance"). Cleaning up closes the upstream pool.
 
     aiohttp's own request decompression is off: `body.read_body` inflates gzip
-    itself so that the size limit bounds the output, not the input. Header
-    fields may be up to 128 KiB so that an oversized token gets trackgate's own
-    `token_malformed` answer rather than a bare 400 from the HTTP parser.
+    itself so that the size limit bounds the output, not the input. Connections
+    are `sidecar.edge`'s: head limits, deadlines, the connection cap; a head may
+    be as large as `max_header_bytes`, so a token up to that size still gets
+    trackgate's own `token_malformed` answer, not a parser error.
     """
 
     def __init__(self, holder: RulesHolder, metrics: Metrics, **kwargs: Any) -> None:
@@ -51,20 +57,22 @@ class TrackingRunner(web.ServerRunner):
         self.pipeline = Pipeline(
             holder, upstream_pool(rules.server.upstream), TokenVerifier(), metrics
         )
-        server = web.Server(
+        self.connections = Connections(holder, metrics)
+        server = EdgeServer(
             self.pipeline.handle,
+            self.connections,
             request_factory=self._request,
             auto_decompress=False,
-            max_field_size=MAX_HEADER_FIELD_BYTES,
+            access_log=None,  # the pipeline writes the access log
         )
-        super().__init__(server, access_log=None, **kwargs)
+        super().__init__(server, **kwargs)
 
     async def cleanup(self) -> None:
         await super().cleanup()
         self.pipeline.pool.close()
 
-    @staticmethod
     def _request(
+        self,
         message: RawRequestMessage,
         payload: StreamReader,
         protocol: RequestHandler,
@@ -72,7 +80,10 @@ class TrackingRunner(web.ServerRunner):
         task: asyncio.Task[None],
     ) -> web.BaseRequest:
         """A request without aiohttp's 1 MiB body cap: the rules' `max_body_bytes`
-        is enforced by `body.read_body`."""
+        is enforced by `body.read_body`. While draining, its answer carries
+        `Connection: close` and its connection closes after it (SPEC §6.5)."""
+        if self.pipeline.holder.draining:
+            message = message._replace(should_close=True)
         loop = asyncio.get_running_loop()
         return web.BaseRequest(
             message, payload, protocol, writer, task, loop, client_max_size=MAX_BODY_READ
@@ -91,9 +102,17 @@ async def serve(path: Path, rules: Rules) -> None:
     shared = server.workers > 1  # every worker binds the same ports
     for runner, (host, port) in ((tracking, server.listen), (admin, server.admin_listen)):
         await runner.setup()
-        await web.TCPSite(runner, host, port, reuse_address=True, reuse_port=shared).start()
+        site = web.TCPSite(
+            runner, host, port, backlog=LISTEN_BACKLOG, reuse_address=True, reuse_port=shared
+        )
+        await site.start()
     settle_garbage_collector()
-    logs.event("listening", listen=f"{server.listen[0]}:{server.listen[1]}", version=rules.version)
+    logs.event(
+        "listening",
+        listen=f"{server.listen[0]}:{server.listen[1]}",
+        version=rules.version,
+        max_connections=connection_cap(server),
+    )
     watcher = asyncio.create_task(reloader.watch(), name="rules-watcher")
     reloads: set[asyncio.Task[bool]] = set()
     stop = asyncio.Event()
@@ -102,7 +121,8 @@ async def serve(path: Path, rules: Rules) -> None:
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop.set)
     await stop.wait()
-    holder.draining = True
+    holder.draining = True  # from now on every answer carries Connection: close
+    tracking.connections.drain()
     delay = (holder.current or rules).server.shutdown_delay_seconds
     logs.event("draining", delay_seconds=delay)
     await asyncio.sleep(delay)

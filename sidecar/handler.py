@@ -34,6 +34,7 @@ from sidecar.forward import Outgoing, forward, upstream_pool
 from sidecar.metrics import Metrics
 from sidecar.policy import Decision, decide
 from sidecar.reload import RulesHolder
+from sidecar.request_head import continue_if_expected
 from sidecar.rules import Rules, SetName, Stream, StreamType, Upstream
 from sidecar.sidechannels import cookie_rule, identity_drops
 from sidecar.streams import find_stream, named_stream
@@ -115,6 +116,7 @@ class Pipeline:
         if request.method == "OPTIONS":
             return await self._preflight(rules, endpoint, request, exchange)
         check_method(request)
+        continue_if_expected(request, rules.server.max_body_bytes)
         body = await read_body(request, rules.server.max_body_bytes)
         stream = exchange.stream = find_stream(rules, endpoint, request, body)
         check_origin(stream, request)

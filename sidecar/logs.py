@@ -3,6 +3,9 @@
 `access` writes the request log from an `Exchange`, which holds no secret,
 token, customer id value or payload (names, counts and codes only). Other
 events (loads, reload failures, errors) go through `event` and `logging`.
+Every other logger (aiohttp's, asyncio's, warnings) is written as JSON too,
+with its logger name and exception class only: their messages and tracebacks
+quote raw request lines and headers (finding 5).
 """
 
 from __future__ import annotations
@@ -37,18 +40,53 @@ class JsonLines(logging.Formatter):
         return json.dumps(line, separators=(",", ":"))
 
 
+class LibraryLines(logging.Formatter):
+    """A record of another library as one JSON object, without its text.
+
+    aiohttp's parser errors quote the request line and headers (a secret, a
+    bearer token, a body fragment), asyncio's may quote transport data, so only
+    the logger, the level and the exception's class are kept.
+    """
+
+    def format(self, record: logging.LogRecord) -> str:
+        line: dict[str, Any] = {
+            "time": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created))
+            + f".{int(record.msecs):03d}Z",
+            "level": record.levelname.lower(),
+            "event": "library_log",
+            "logger": record.name,
+        }
+        if record.exc_info and record.exc_info[0] is not None:
+            line["reason"] = record.exc_info[0].__name__
+        return json.dumps(line, separators=(",", ":"))
+
+
 def configure(level: int = logging.INFO) -> None:
-    """Send trackgate's loggers to stdout as JSON lines, one write per line (so the
-    lines of several worker processes sharing stdout never interleave)."""
+    """Send every logger to stdout as JSON lines, one write per line (so the lines
+    of several worker processes sharing stdout never interleave): trackgate's
+    with their fields, the others' (root: aiohttp, asyncio, warnings) stripped
+    of their text, from WARNING up."""
     if isinstance(sys.stdout, io.TextIOWrapper):
         sys.stdout.reconfigure(line_buffering=True)
     handler = logging.StreamHandler(sys.stdout)
     handler.setFormatter(JsonLines())
-    root = logging.getLogger("trackgate")
-    root.handlers[:] = [handler]
-    root.setLevel(level)
-    root.propagate = False
+    own = logging.getLogger("trackgate")
+    own.handlers[:] = [handler]
+    own.setLevel(level)
+    own.propagate = False
+    library = logging.StreamHandler(sys.stdout)
+    library.setFormatter(LibraryLines())
+    root = logging.getLogger()
+    root.handlers[:] = [library]
+    root.setLevel(logging.WARNING)
+    logging.captureWarnings(True)
+    sys.unraisablehook = _unraisable
     ACCESS_LOG.stream = sys.stdout
+
+
+def _unraisable(unraisable: sys.UnraisableHookArgs) -> None:
+    """An exception Python could not raise (e.g. in a finaliser): logged by class only."""
+    logging.getLogger("unraisable").error("", exc_info=unraisable.exc_value)
 
 
 def event(name: str, level: int = logging.INFO, **fields: Any) -> None:

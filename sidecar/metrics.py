@@ -15,6 +15,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, gene
 from prometheus_client.multiprocess import MultiProcessCollector
 
 from sidecar.exchange import Exchange
+from sidecar.request_head import CloseReason
 from sidecar.rules import Rules
 
 UNDEFINED_NAME = "_undefined"
@@ -80,8 +81,19 @@ class Metrics:
             "trackgate_in_flight_requests", "Requests being handled.",
             registry=r, multiprocess_mode="livesum",
         )  # fmt: skip
+        self.open_connections = 0  # client connections of the tracking listener
+        self._open_connections = Gauge(
+            "trackgate_open_connections", "Open client connections of the tracking listener.",
+            registry=r, multiprocess_mode="livesum",
+        )  # fmt: skip
         if not self.multiprocess_dir:  # read when scraped: nothing to do per request
             self._in_flight.set_function(lambda: self.in_flight)
+            self._open_connections.set_function(lambda: self.open_connections)
+        self.connections_closed = Counter(
+            "trackgate_connections_closed", "Client connections trackgate closed, by reason.",
+            ["reason"], registry=r,
+        )  # fmt: skip
+        self._closed = {reason: self.connections_closed.labels(reason) for reason in CloseReason}
         self._children: dict[tuple[Any, ...], Any] = {}
 
     def started(self) -> None:
@@ -95,6 +107,20 @@ class Metrics:
         self.in_flight -= 1
         if self.multiprocess_dir:
             self._in_flight.dec()
+
+    def connection_opened(self) -> None:
+        """A client connection was accepted."""
+        self.open_connections += 1
+        if self.multiprocess_dir:
+            self._open_connections.inc()
+
+    def connection_ended(self, reason: CloseReason | None) -> None:
+        """A client connection closed; `reason` when trackgate closed it for one."""
+        self.open_connections -= 1
+        if self.multiprocess_dir:
+            self._open_connections.dec()
+        if reason is not None:
+            self._closed[reason].inc()
 
     def observe(self, exchange: Exchange) -> None:
         """Record one finished request."""
