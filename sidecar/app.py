@@ -23,7 +23,7 @@ from sidecar.forward import upstream_pool
 from sidecar.handler import Pipeline
 from sidecar.metrics import Metrics
 from sidecar.reload import Reloader, RulesHolder
-from sidecar.rules import Rules
+from sidecar.rules import EdgeLimits, Rules
 from sidecar.tokens import TokenVerifier
 
 MAX_BODY_READ = 2**62  # no cap of aiohttp's own: the rules' max_body_bytes applies
@@ -90,6 +90,18 @@ class TrackingRunner(web.ServerRunner):
         )
 
 
+def admin_runner(holder: RulesHolder, metrics: Metrics, limits: EdgeLimits) -> web.AppRunner:
+    """The admin listener: probes and scrapes send small GETs, so it takes aiohttp's
+    own 8 KiB field limit, the edge's field count and an idle deadline (its
+    default keep-alive is an hour)."""
+    return web.AppRunner(
+        admin_app(holder, metrics),
+        access_log=None,
+        keepalive_timeout=limits.keepalive_timeout_seconds,
+        max_headers=limits.max_headers,
+    )
+
+
 async def serve(path: Path, rules: Rules) -> None:
     """Run both listeners and the watcher until SIGTERM/SIGINT, then drain (SPEC §6.5)."""
     holder, metrics = RulesHolder(), Metrics()
@@ -98,7 +110,7 @@ async def serve(path: Path, rules: Rules) -> None:
     server = rules.server
     shutdown_timeout = server.upstream.timeout_seconds + DRAIN_GRACE_SECONDS
     tracking = TrackingRunner(holder, metrics, shutdown_timeout=shutdown_timeout)
-    admin = web.AppRunner(admin_app(holder, metrics), access_log=None)
+    admin = admin_runner(holder, metrics, server.limits)
     shared = server.workers > 1  # every worker binds the same ports
     for runner, (host, port) in ((tracking, server.listen), (admin, server.admin_listen)):
         await runner.setup()
