@@ -1,17 +1,25 @@
 """Key spelling (SPEC §3.3 "No parser differential with the collector", issue 12
-findings 1 and 4): the guard sans-IO, then through the real sidecar."""
+findings 1 and 4): the guard sans-IO, then the real sidecar in front of a real
+case-folding decoder (tests/gocollector, Go's encoding/json)."""
 
 from __future__ import annotations
 
 import base64
 import json
+from collections.abc import Iterator
 from typing import Any
 
 import aiohttp
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
+from sidecar.body import Body
+from sidecar.dialects import find_endpoint
 from sidecar.errors import Reason, Rejection
+from sidecar.rules import Rules
 from sidecar.spelling import NAMES, Fields, KeyProblem, check_query, fold
+from tests import go_collector, payloads
 from tests.conftest import StartSidecar
 from tests.harness import BACKEND_ID, WEB_ID, Collector, Sidecar
 from tests.http import post
@@ -247,3 +255,171 @@ async def test_sixty_thousand_names_are_refused_whole(
     answer = await post(http, f"{sidecar.url}{EVENTS}?stream_id={WEB_ID}", raw=raw.encode())
     assert (answer.status, answer.code) == (413, "payload_too_large")
     assert collector.received == []
+
+
+# -- the real sidecar in front of a real case-folding decoder ----------------------------
+
+
+@pytest.fixture(scope="module")
+def go() -> Iterator[go_collector.GoCollector]:
+    """The Go collector, one per module (each test reads only its own new records)."""
+    collector = go_collector.start()
+    yield collector
+    go_collector.stop(collector)
+
+
+@pytest.fixture
+async def guarded(make_sidecar: StartSidecar, go: go_collector.GoCollector) -> Sidecar:
+    """The sidecar with STREAMS, forwarding to the Go collector."""
+    go.new_records()  # start clean
+    return await make_sidecar(streams=STREAMS, upstream=go.url, env=ENV)
+
+
+# Finding 1, row by row: the body, and what Go's decoder makes of it (a field of
+# its first command, or its write keys) when the body reaches it.
+FINDING_1 = [
+    ("event_type", EVENTS, '{"customer_ids":{"cookie":"c-1"},"event_type":"page_visit","Event_Type":"purchase"}',
+     ("event_type", "purchase")),
+    ("customer_ids", EVENTS, '{"customer_ids":{"cookie":"c-1"},"event_type":"page_visit","Customer_Ids":{"registered":"victim"}}',
+     ("ids", {"cookie": "c-1", "registered": "victim"})),
+    ("long s", EVENTS, '{"customer_ids":{"cookie":"c-1"},"event_type":"page_visit","cu\\u017ftomer_ids":{"registered":"victim"}}',
+     ("ids", {"cookie": "c-1", "registered": "victim"})),
+    ("userId", "/v1/track", '{"anonymousId":"a-1","event":"Product Viewed","UserId":"victim"}',
+     ("ids", {"anonymous_id": "a-1", "user_id": "victim"})),
+    ("commands", BATCH, f'{{"commands":[{{"name":"customers/events","data":{OK_EVENT}}}],'
+     '"Commands":[{"name":"customers/events","data":{"customer_ids":{"registered":"victim"},"event_type":"purchase"}}]}',
+     ("event_type", "purchase")),
+    ("batch", "/v1/batch", f'{{"batch":[{OK_MESSAGE}],'
+     '"Batch":[{"type":"track","userId":"victim","event":"Order Completed"}]}',
+     ("event_type", "Order Completed")),
+    ("properties", EVENTS, '{"customer_ids":{"cookie":"c-1"},"event_type":"page_visit","properties":{"path":"/"},"Properties":{"password":"hunter2"}}',
+     ("event_properties", ["password", "path"])),
+    ("traits", "/v1/identify", '{"anonymousId":"a-1","traits":{"name":"Ada"},"Traits":{"password":"hunter2"}}',
+     ("customer_properties", ["name", "password"])),
+    ("kelvin writeKey", "/v1/batch", f'{{"writeKey":"{SEGMENT_KEY}","batch":[{OK_MESSAGE}],"write\\u212aey":"{PRIVATE_KEY}"}}',
+     ("write_keys", [PRIVATE_KEY])),
+]  # fmt: skip
+
+
+def decoded(record: dict[str, Any], field: str) -> Any:
+    return record[field] if field == "write_keys" else record["commands"][0][field]
+
+
+@pytest.mark.parametrize(
+    ("name", "path", "raw", "smuggled"), FINDING_1, ids=[r[0] for r in FINDING_1]
+)
+async def test_finding_1_reaches_a_go_collector_only_without_trackgate(
+    guarded: Sidecar,
+    go: go_collector.GoCollector,
+    http: aiohttp.ClientSession,
+    name: str,
+    path: str,
+    raw: str,
+    smuggled: tuple[str, Any],
+) -> None:
+    stream = f"?stream_id={WEB_ID}" if path.startswith("/track/") else ""
+    headers = {} if stream or "writeKey" in raw else basic(SEGMENT_KEY)
+    # Sent straight to the collector, the row is a real bypass: Go decodes the smuggled part.
+    direct = await post(http, go.url + path + stream, raw=raw.encode(), headers=headers)
+    assert direct.status == 200
+    (record,) = go.new_records()
+    field, value = smuggled
+    assert decoded(record, field) == value
+    # Through trackgate it is refused, and nothing reaches the collector.
+    answer = await post(http, guarded.url + path + stream, raw=raw.encode(), headers=headers)
+    assert (answer.status, answer.code) == (400, "malformed_payload"), answer.body
+    assert go.new_records() == []
+    assert "victim" not in answer.body.decode() and "hunter2" not in answer.body.decode()
+
+
+async def test_well_spelled_bodies_still_reach_the_go_collector(
+    guarded: Sidecar, go: go_collector.GoCollector, http: aiohttp.ClientSession
+) -> None:
+    """The control for the rows above: the same bodies without the look-alike key."""
+    answer = await post(http, f"{guarded.url}{EVENTS}?stream_id={WEB_ID}", raw=OK_EVENT.encode())
+    assert answer.status == 200
+    batch = f'{{"batch":[{OK_MESSAGE}],"context":{{"traits":{{"name":"Ada"}}}}}}'
+    answer = await post(
+        http, f"{guarded.url}/v1/batch", raw=batch.encode(), headers=basic(SEGMENT_KEY)
+    )
+    assert answer.status == 200
+    first, second = go.new_records()
+    assert first["commands"][0]["event_type"] == "page_visit"
+    assert second["commands"][0]["customer_properties"] == ["name"]
+
+
+# -- the differential test: what trackgate forwards, Go decodes as trackgate judged -------
+
+
+def judged(rules: Rules, path: str, body: bytes) -> list[dict[str, Any]]:
+    """trackgate's reading of a forwarded body, in the Go collector's terms."""
+    endpoint = find_endpoint(path)
+    assert endpoint is not None
+    stream = rules.find(OPEN_ID if path.startswith("/track/") else OPEN_KEY)
+    assert stream is not None
+    payload = endpoint.dialect.decode(endpoint, Body(body), stream, rules.server.limits)
+    return [
+        {
+            "kind": command.kind.value,
+            "event_type": command.event_type,
+            "ids": dict(command.customer_ids),
+            "customer_properties": sorted(command.customer_properties),
+            "event_properties": sorted(command.event_properties),
+        }
+        for command in payload.commands
+    ]
+
+
+FORWARDED: list[str] = []  # the paths of what the differential test got forwarded
+
+
+def sent(misspell: bool) -> st.SearchStrategy[tuple[str, payloads.Obj]]:
+    """(path, body) of every endpoint kind of both dialects."""
+    bloomreach = payloads.bloomreach(wild=False, misspell=misspell)
+    segment = payloads.segment(wild=False, misspell=misspell, write_key=OPEN_KEY)
+    return st.one_of(
+        *(st.tuples(st.just(f"/track/u/v1/{name}?stream_id={OPEN_ID}"), body) for name, body in bloomreach.items()),
+        *(st.tuples(st.just(f"/v1/{name}"), body) for name, body in segment.items()),
+    )  # fmt: skip
+
+
+SENT = st.one_of(sent(misspell=True), sent(misspell=False))  # half with no look-alike key
+
+
+@settings(
+    max_examples=150,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+@given(sent=SENT, ascii_only=st.booleans())
+async def test_what_trackgate_forwards_go_decodes_as_trackgate_judged(
+    guarded: Sidecar,
+    go: go_collector.GoCollector,
+    http: aiohttp.ClientSession,
+    sent: tuple[str, payloads.Obj],
+    ascii_only: bool,
+) -> None:
+    sidecar, rules = guarded, guarded.holder.current
+    assert rules is not None
+    path, document = sent
+    raw = payloads.render(document, ascii_only).encode()
+    headers = {} if path.startswith("/track/") else basic(OPEN_KEY)
+    answer = await post(http, sidecar.url + path, raw=raw, headers=headers)
+    records = go.new_records()
+    assert answer.status != 500
+    if answer.status >= 400:
+        assert records == []  # a rejected request reaches nothing
+        return
+    for record in records:
+        assert "error" not in record, record
+        assert record["commands"] == judged(rules, record["path"], record["body"].encode())
+        assert set(record["write_keys"]) <= {OPEN_KEY}
+        FORWARDED.append(record["path"])
+
+
+def test_the_differential_test_was_not_vacuous() -> None:
+    """It had bodies of both dialects forwarded (this runs after it: pytest keeps
+    the file's order)."""
+    assert len(FORWARDED) >= 10
+    assert any(p.startswith("/track/") for p in FORWARDED)
+    assert any(p.startswith("/v1/") for p in FORWARDED)
