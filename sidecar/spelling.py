@@ -54,9 +54,10 @@ class Fields:
     `safe` holds at most one spelling per fold: the field names themselves, then
     the keys of objects that passed the full check. So an object whose keys are
     all in `safe` has no two keys that fold alike and no key that folds to a
-    field name without being it: one C-level subset test (`keys() <= safe`)
+    field name without being it: one C-level subset test (`safe.issuperset(obj)`)
     clears it, which is what every command of a batch costs. Only objects with a
-    key not seen before take the full check (O(keys)).
+    key not seen before take the full check (O(keys)). `safe` stays the same set
+    object (it is only ever updated in place), so a hot path may hold it.
     """
 
     __slots__ = ("_spellings", "folds", "names", "safe")
@@ -73,7 +74,7 @@ class Fields:
     def check(self, obj: Mapping[str, Any], where: str) -> None:
         """Rejects (KeyProblem, malformed_payload): a key that folds to a field name
         without being it, two keys that fold alike."""
-        if obj.keys() <= self.safe:
+        if self.safe.issuperset(obj):
             return
         keys = list(obj)
         folded = [fold(key) for key in keys]
@@ -104,7 +105,8 @@ class Fields:
 
     def _forget(self) -> None:
         self._spellings = dict(self.folds)
-        self.safe = set(self.names)
+        self.safe.clear()
+        self.safe.update(self.names)
 
 
 NAMES = Fields()  # an id or property container: every key is a name

@@ -12,6 +12,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from sidecar import body as body_module
 from sidecar.body import MAX_DEPTH, _parse_strict, dump_json, gunzip, parse_json, within_depth
 from sidecar.errors import Reason, Rejection
 
@@ -188,7 +189,7 @@ def reference_depth(value: object) -> int:
 
 
 DEEP = st.recursive(
-    st.one_of(st.integers(), st.text(alphabet='[]{}"\\ab', max_size=4)),
+    st.one_of(st.integers(), st.text(alphabet="[]{}ab", max_size=4), st.text(alphabet='[]{}"\\', max_size=3)),
     lambda inner: st.one_of(st.lists(inner, max_size=3), st.dictionaries(st.text(alphabet="[]{}a", max_size=3), inner, max_size=3)),
     max_leaves=400,
 )  # fmt: skip
@@ -202,4 +203,16 @@ def test_the_depth_check_agrees_with_the_document(
     for level in range(wrapping):  # around the limit, with brackets in keys too
         value = [value, "]"] if level % 2 else {"}[": value}
     raw = json.dumps(value, ensure_ascii=ascii_only).encode()
-    assert within_depth(raw) == (reference_depth(value) <= MAX_DEPTH)
+    shallow = reference_depth(value) <= MAX_DEPTH
+    assert within_depth(raw) == shallow
+    assert outcome(parse_json, raw)[0] == ("ok" if shallow else "rejected")
+
+
+def test_the_fast_path_checks_depth_with_the_serialisation_it_makes() -> None:
+    """orjson serialises 254 levels and refuses 255 (probed at import); if that
+    changes, the fast path falls back to scanning the bytes: correct, but slower."""
+    assert body_module._serialiser_limit_is(254)
+    assert body_module._HOLE is not None
+    for depth in (MAX_DEPTH, MAX_DEPTH + 1):
+        large = nested(depth).ljust(body_module._SMALL + 1)  # past the bracket count
+        assert (body_module._serialised(json.loads(large), large) is None) == (depth > MAX_DEPTH)
