@@ -97,6 +97,8 @@ class Fields:
         self.check(obj, where)
 
     def _remember(self, keys: list[str], folded: list[str]) -> None:
+        if len(keys) > MAX_REMEMBERED // 4:
+            return  # a huge object is checked in full each time; it would evict the rest
         if len(self._spellings) + len(keys) > MAX_REMEMBERED:
             self._forget()  # bounded: random names from a flood only cost the full check
         for key, key_fold in zip(keys, folded, strict=True):
