@@ -17,15 +17,21 @@ demo: $(STAMP)
 
 test: $(STAMP) tools lint typecheck unit
 
-# promtool (Debian's prometheus package) for the alert tests: installed when
-# missing and possible (root + apt); tests fail in CI if it is still missing.
+# Tools the tests use, from Debian, installed when missing and possible (root +
+# apt); the tests that need them fail in CI if they are still missing:
+#   promtool (package prometheus) for the alert tests,
+#   go (package golang-go) for the Go collector of the key-spelling tests.
 tools:
-	@command -v promtool >/dev/null 2>&1 || { \
+	@missing=""; \
+	command -v promtool >/dev/null 2>&1 || missing="$$missing prometheus"; \
+	command -v go >/dev/null 2>&1 || missing="$$missing golang-go"; \
+	if [ -n "$$missing" ]; then \
 	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
-	    echo "installing promtool (Debian package prometheus)"; \
+	    echo "installing Debian packages:$$missing"; \
 	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive \
-	      apt-get install -y -qq --no-install-recommends prometheus >/dev/null; \
-	  else echo "promtool missing and cannot be installed here (needs root and apt-get)"; fi; }
+	      apt-get install -y -qq --no-install-recommends $$missing >/dev/null; \
+	  else echo "missing and cannot be installed here (needs root and apt-get):$$missing"; fi; \
+	fi
 
 lint: $(STAMP)
 	$(BIN)/ruff check sidecar tests bench

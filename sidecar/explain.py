@@ -34,7 +34,7 @@ def explain(
         parsed = Body(body)
         matched = _endpoint(stream, endpoint, parsed.document())
         report["endpoint"] = matched.name
-        payload = matched.dialect.decode(matched, parsed, stream)
+        payload = matched.dialect.decode(matched, parsed, stream, rules.server.limits)
         principal = principal_for(stream, token, TokenVerifier())
         if principal.token is TokenState.VALID:
             report["token"] = "valid"

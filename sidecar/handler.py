@@ -123,7 +123,7 @@ class Pipeline:
         if stream.type is StreamType.PRIVATE:
             check_secret(stream, request.headers)
         check_content_type(request.headers.get("Content-Type", ""))
-        payload = endpoint.dialect.decode(endpoint, body, stream)
+        payload = endpoint.dialect.decode(endpoint, body, stream, rules.server.limits)
         exchange.commands = len(payload.commands)
         principal = token_principal(stream, request.headers, self.verifier)
         exchange.token_result = _token_result(principal)

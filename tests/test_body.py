@@ -12,7 +12,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from sidecar.body import _parse_strict, dump_json, gunzip, parse_json
+from sidecar import body as body_module
+from sidecar.body import MAX_DEPTH, _parse_strict, dump_json, gunzip, parse_json, within_depth
 from sidecar.errors import Reason, Rejection
 
 
@@ -123,3 +124,95 @@ def test_fast_and_strict_json_paths_agree_on_fast_path_documents(
     raw = render(value, spaced, ascii_only=False).encode()
     assert b"\\" not in raw  # the fast path's precondition: this test exercises it
     assert outcome(parse_json, raw) == outcome(_parse_strict, raw)
+
+
+# -- RFC 8259 §8.1 and the nesting limit (SPEC §3.3; issue 12 findings 6 and 10) ---------
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        b'\xef\xbb\xbf{"a":1}',  # UTF-8 with a BOM
+        '{"a":1}'.encode("utf-16"),  # with its BOM
+        '{"a":1}'.encode("utf-16-le"),
+        '{"a":1}'.encode("utf-16-be"),
+        '{"a":1}'.encode("utf-32"),
+        b'{"a":"\xed\xa0\xbd\xed\xb8\x80"}',  # CESU-8: a surrogate pair encoded as UTF-8
+        b'{"a":"\xed\xa0\x80"}',  # a lone surrogate encoded as UTF-8
+        b'{"a\\\\":"\xed\xa0\x80"}',  # the same on the strict path (a backslash)
+        b'{"a":"\xff"}',
+    ],
+)
+def test_json_is_utf8_without_a_bom(raw: bytes) -> None:
+    with pytest.raises(Rejection) as caught:
+        parse_json(raw)
+    assert caught.value.reason is Reason.MALFORMED_PAYLOAD
+
+
+def nested(depth: int, inner: str = "1") -> bytes:
+    opens = "".join('{"k":' if level % 2 else "[" for level in range(depth))
+    closes = "".join("}" if level % 2 else "]" for level in reversed(range(depth)))
+    return (opens + inner + closes).encode()
+
+
+@pytest.mark.parametrize("depth", [1, 2, 63, MAX_DEPTH])
+def test_nesting_up_to_the_limit_is_accepted(depth: int) -> None:
+    assert parse_json(nested(depth)) is not None
+    assert parse_json(b"[" + b",".join([nested(depth - 1)] * 50) + b"]") is not None  # wide too
+
+
+@pytest.mark.parametrize("depth", [MAX_DEPTH + 1, 100, 254, 255, 256, 1024, 1025, 100_000])
+def test_deeper_nesting_is_malformed_never_a_crash(depth: int) -> None:
+    """Depth 254 to 1024 used to crash orjson's serialiser outside the try (a 500)."""
+    for raw in (nested(depth), nested(depth, '"\\u00e9"')):  # fast and strict path
+        with pytest.raises(Rejection) as caught:
+            parse_json(raw)
+        assert caught.value.reason is Reason.MALFORMED_PAYLOAD
+        assert "nested more than 64 levels" in caught.value.message
+
+
+def test_brackets_inside_strings_do_not_count() -> None:
+    hidden_closers = nested(60, '"' + "]}" * 40 + '"')  # would hide depth if counted
+    assert parse_json(hidden_closers) is not None
+    assert not within_depth(nested(70, '"' + "]}" * 40 + '"'))
+    assert within_depth(b'["' + b"[" * 200 + b'"]')
+    assert within_depth(b'["\\"[[[", ' + b"[" * 10 + b"]" * 10 + b"]")
+    assert not within_depth(b'["\\\\", ' + b"[" * 70 + b"]" * 70 + b"]")
+
+
+def reference_depth(value: object) -> int:
+    if isinstance(value, dict):
+        return 1 + max(map(reference_depth, value.values()), default=0)
+    if isinstance(value, list):
+        return 1 + max(map(reference_depth, value), default=0)
+    return 0
+
+
+DEEP = st.recursive(
+    st.one_of(st.integers(), st.text(alphabet="[]{}ab", max_size=4), st.text(alphabet='[]{}"\\', max_size=3)),
+    lambda inner: st.one_of(st.lists(inner, max_size=3), st.dictionaries(st.text(alphabet="[]{}a", max_size=3), inner, max_size=3)),
+    max_leaves=400,
+)  # fmt: skip
+
+
+@settings(max_examples=300, deadline=None)
+@given(DEEP, st.integers(0, 90), st.booleans())
+def test_the_depth_check_agrees_with_the_document(
+    value: object, wrapping: int, ascii_only: bool
+) -> None:
+    for level in range(wrapping):  # around the limit, with brackets in keys too
+        value = [value, "]"] if level % 2 else {"}[": value}
+    raw = json.dumps(value, ensure_ascii=ascii_only).encode()
+    shallow = reference_depth(value) <= MAX_DEPTH
+    assert within_depth(raw) == shallow
+    assert outcome(parse_json, raw)[0] == ("ok" if shallow else "rejected")
+
+
+def test_the_fast_path_checks_depth_with_the_serialisation_it_makes() -> None:
+    """orjson serialises 254 levels and refuses 255 (probed at import); if that
+    changes, the fast path falls back to scanning the bytes: correct, but slower."""
+    assert body_module._serialiser_limit_is(254)
+    assert body_module._HOLE is not None
+    for depth in (MAX_DEPTH, MAX_DEPTH + 1):
+        large = nested(depth).ljust(body_module._SMALL + 1)  # past the bracket count
+        assert (body_module._serialised(json.loads(large), large) is None) == (depth > MAX_DEPTH)

@@ -419,3 +419,28 @@ async def test_the_same_rules_decide_the_same_for_both_dialects(
         assert sorted(br["customer_ids"]) == expected[1]
         assert sorted(k for k, f in SEGMENT_FIELDS.items() if f in seg) == expected[1]
         assert sorted(br["properties"]) == sorted(seg["properties"]) == expected[2]
+
+
+async def test_batch_context_traits_are_judged_beside_a_message_s_own(
+    segment: Sidecar, collector: Collector, http: aiohttp.ClientSession
+) -> None:
+    """Finding 7: a collector merges the batch context into each message's, so the
+    batch's `context.traits` are judged even where a message has its own; a
+    stripped name leaves both levels."""
+    message = {"type": "track", "anonymousId": "a1", "event": "Product Viewed"}
+    body = {
+        "batch": [
+            {**message, "context": {"traits": {"name": "Ada"}}},
+            {**message, "context": {"traits": {"plan": "pro"}}},
+        ],
+        "context": {"traits": {"email": "a@b.c", "plan": "pro"}, "locale": "en"},
+    }
+    answer = await send(http, segment, "/v1/batch", body)
+    assert answer.status == 200
+    assert "X-Trackgate-Rejected" not in answer.headers
+    (received,) = collector.received
+    assert received.json["context"] == {"traits": {"plan": "pro"}, "locale": "en"}
+    assert [m["context"] for m in received.json["batch"]] == [
+        {"traits": {"name": "Ada"}},
+        {"traits": {"plan": "pro"}},
+    ]

@@ -11,7 +11,7 @@ from aiohttp import web
 from sidecar.body import Body
 from sidecar.commands import Command, Kind, Verdict
 from sidecar.errors import Reason
-from sidecar.rules import Stream
+from sidecar.rules import EdgeLimits, Stream
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,8 +64,10 @@ class Dialect(Protocol):
     def stream_id(self, request: web.BaseRequest, endpoint: Endpoint, body: Body) -> str | None:
         """The stream ID the request names. Rejects: stream_id_conflict."""
 
-    def decode(self, endpoint: Endpoint, body: Body, stream: Stream) -> Payload:
-        """Split a body into commands. Rejects: malformed_payload, payload_too_large."""
+    def decode(self, endpoint: Endpoint, body: Body, stream: Stream, limits: EdgeLimits) -> Payload:
+        """Split a body into commands, each interpreted object checked against the
+        dialect's declared field names (`sidecar.spelling`) and
+        `limits.max_names_per_object`. Rejects: malformed_payload, payload_too_large."""
 
     def encode(self, payload: Payload, verdicts: Sequence[Verdict]) -> bytes:
         """The body to forward: forwarded commands only, stripped names removed."""

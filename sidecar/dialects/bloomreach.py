@@ -3,7 +3,9 @@
 Endpoints: `/track/u/v1/{customers/events,customers,batch}?stream_id=ID` and
 the legacy `/track/v2/projects/{ID}/…`. In events `properties` are event
 properties; in customer updates they are customer properties. Batches hold
-up to 50 commands; `system/time` passes through untouched.
+up to 50 commands; `system/time` passes through untouched. The objects it
+interprets, and their field names, are declared for the key-spelling guard
+(`sidecar.spelling`).
 """
 
 from __future__ import annotations
@@ -18,7 +20,8 @@ from sidecar.body import Body, dump_json, parse_json
 from sidecar.commands import Command, Kind, Verdict
 from sidecar.dialects.base import Endpoint, Payload, Reply
 from sidecar.errors import Reason, Rejection
-from sidecar.rules import SetName, Stream
+from sidecar.rules import EdgeLimits, SetName, Stream
+from sidecar.spelling import NAMES, Fields, KeyProblem, check_query
 
 MAX_BATCH_COMMANDS = 50
 _ENDPOINTS: dict[str, Kind | None] = {
@@ -32,6 +35,18 @@ _BATCH_NAMES = {
     "system/time": Kind.PASSTHROUGH,
 }
 _PASSTHROUGH = Command(Kind.PASSTHROUGH)
+_NOT_A_COMMAND = Command(
+    Kind.EVENT, malformed=f"a batch command needs a name of {', '.join(_BATCH_NAMES)} and data"
+)
+# The objects this dialect interprets and the field names it reads in each; the
+# id and property containers are NAMES (SPEC §3.3, no parser differential).
+_ENVELOPE = Fields("commands")
+_ITEM = Fields("name", "data")
+_DATA = Fields("customer_ids", "event_type", "timestamp", "properties")
+_ITEM_SAFE, _DATA_SAFE, _NAMES_SAFE = _ITEM.safe, _DATA.safe, NAMES.safe  # for the hot path
+# A Command built from all its fields without NamedTuple's generated __new__ (half
+# the cost; the well-formed path makes one per command of every batch).
+_new_command = tuple.__new__
 _STREAM_PATH = re.compile(r"^/track/u/v1/(customers/events|customers|batch)$")
 _PROJECT_PATH = re.compile(r"^/track/v2/projects/([^/]+)/(customers/events|customers|batch)$")
 
@@ -51,7 +66,9 @@ class Bloomreach:
         return None
 
     def stream_id(self, request: web.BaseRequest, endpoint: Endpoint, body: Body) -> str | None:
-        """`stream_id` query parameter, `X-Stream-Id` header, or the project path segment."""
+        """`stream_id` query parameter, `X-Stream-Id` header, or the project path segment.
+        Rejects: stream_id_conflict (also for a look-alike query key such as `Stream_ID`)."""
+        check_query(request.query, "stream_id")
         found = {
             *request.query.getall("stream_id", ()),
             *request.headers.getall("X-Stream-Id", ()),
@@ -65,16 +82,24 @@ class Bloomreach:
             )
         return found.pop() if found else None
 
-    def decode(self, endpoint: Endpoint, body: Body, stream: Stream) -> Payload:
-        """A single command, or a batch envelope whose bad commands are marked malformed."""
+    def decode(self, endpoint: Endpoint, body: Body, stream: Stream, limits: EdgeLimits) -> Payload:
+        """A single command, or a batch envelope whose bad commands are marked malformed.
+        Rejects: malformed_payload (also a misspelled key), payload_too_large."""
         document = body.document()
+        names = limits.max_names_per_object
         if endpoint.kind is not None:
-            command = decode_command(endpoint.kind, document)
+            command = decode_command(endpoint.kind, document, names)
             if command.malformed:
                 raise Rejection(Reason.MALFORMED_PAYLOAD, command.malformed)
             return Payload(endpoint, document, (document,), (command,))
         items = _batch_items(document)
-        return Payload(endpoint, document, items, tuple(_decode_item(item) for item in items))
+        commands = []
+        for index, item in enumerate(items):
+            try:
+                commands.append(_decode_item(item, names))
+            except KeyProblem as problem:
+                raise problem.within(f"commands[{index}]") from None
+        return Payload(endpoint, document, items, tuple(commands))
 
     def encode(self, payload: Payload, verdicts: Sequence[Verdict]) -> bytes:
         """The forwarded commands with their stripped names removed."""
@@ -124,29 +149,49 @@ class Bloomreach:
         return "/track/u/v1/customers/events"
 
 
-def decode_command(kind: Kind, data: object) -> Command:
+def decode_command(kind: Kind, data: object, max_names: int) -> Command:
     """One command's `data` object; a malformed one carries the reason in `malformed`.
     The well-formed case is checked inline (it is every command of every batch);
-    `_shape_problem` says what is wrong otherwise."""
+    `_shape_problem` says what is wrong otherwise. Rejects (KeyProblem):
+    malformed_payload for a misspelled key, payload_too_large."""
     if kind is Kind.PASSTHROUGH:
         return _PASSTHROUGH
     if type(data) is dict:
         ids, properties = data.get("customer_ids"), data.get("properties")
         if type(ids) is dict and (properties is None or type(properties) is dict):
+            names = tuple(properties) if properties else ()
+            # The spelling guard's fast path, inline: three C-level subset tests
+            # (each container within the limit if both are); else the full check.
+            if not (
+                _DATA_SAFE.issuperset(data)
+                and _NAMES_SAFE.issuperset(ids)
+                and _NAMES_SAFE.issuperset(names)
+                and len(ids) + len(names) <= max_names
+            ):
+                _check_keys(data, max_names)
             for value in ids.values():
                 if type(value) is not str:
                     return Command(kind, malformed="customer_ids values must be strings")
-            names = tuple(properties) if properties else ()
             if kind is Kind.CUSTOMER:
-                return Command(kind, ids, None, names, ())
+                return _new_command(Command, (kind, ids, None, names, (), None))
             event_type, timestamp = data.get("event_type"), data.get("timestamp")
             if (
                 type(event_type) is str
                 and event_type
                 and (timestamp is None or type(timestamp) is float or type(timestamp) is int)
             ):
-                return Command(kind, ids, event_type, (), names)
+                return _new_command(Command, (kind, ids, event_type, (), names, None))
     return Command(kind, malformed=_shape_problem(kind, data))
+
+
+def _check_keys(data: dict[str, Any], max_names: int) -> None:
+    """The key-spelling guard over a command's data and its id and property
+    containers. Rejects (KeyProblem): malformed_payload, payload_too_large."""
+    _DATA.check(data, "")
+    for field in ("customer_ids", "properties"):
+        names = data.get(field)
+        if type(names) is dict:
+            NAMES.check_names(names, field, max_names)
 
 
 def _shape_problem(kind: Kind, data: object) -> str:
@@ -171,6 +216,7 @@ def _shape_problem(kind: Kind, data: object) -> str:
 def _batch_items(document: object) -> list[Any]:
     if not isinstance(document, dict) or not isinstance(document.get("commands"), list):
         raise Rejection(Reason.MALFORMED_PAYLOAD, 'a batch is {"commands": [...]}')
+    _ENVELOPE.check(document, "")
     items: list[Any] = document["commands"]
     if len(items) > MAX_BATCH_COMMANDS:
         raise Rejection(
@@ -180,13 +226,21 @@ def _batch_items(document: object) -> list[Any]:
     return items
 
 
-def _decode_item(item: object) -> Command:
-    if type(item) is not dict or (kind := _BATCH_NAMES.get(str(item.get("name")))) is None:
-        names = ", ".join(_BATCH_NAMES)
-        return Command(Kind.EVENT, malformed=f"a batch command needs a name of {names} and data")
+def _decode_item(item: object, max_names: int) -> Command:
+    if type(item) is not dict:
+        return _NOT_A_COMMAND
+    if not _ITEM_SAFE.issuperset(item):
+        _ITEM.check(item, "")
+    name = item.get("name")
+    kind = _BATCH_NAMES.get(name) if type(name) is str else None
+    if kind is None:
+        return _NOT_A_COMMAND
     if kind is not Kind.PASSTHROUGH and "data" not in item:
         return Command(kind, malformed="a batch command needs a data object")
-    return decode_command(kind, item.get("data"))
+    try:
+        return decode_command(kind, item.get("data"), max_names)
+    except KeyProblem as problem:
+        raise problem.within("data") from None
 
 
 def _strip(command: Command, data: dict[str, Any], verdict: Verdict) -> dict[str, Any]:

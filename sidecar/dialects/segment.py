@@ -9,8 +9,10 @@ query `writeKey`). Mapping to commands:
 - ids: `userId` → user_id, `anonymousId` → anonymous_id, `previousId` → previous_id
 - event type: `event` of track; the message type of page, screen, group, alias
 - `identify` is a customer update; its `traits` are customer properties
-- `context.traits` (message context over batch context) are customer properties
+- `context.traits` of the message and of the batch are customer properties
 - `properties`, and the `traits` of group, are event properties
+
+Decoding (shapes, key spelling, the trait merge) is in `segment_decode`.
 """
 
 from __future__ import annotations
@@ -24,10 +26,12 @@ from typing import Any
 from aiohttp import web
 
 from sidecar.body import Body, dump_json
-from sidecar.commands import Command, Kind, Verdict
+from sidecar.commands import Kind, Verdict
 from sidecar.dialects.base import Endpoint, Payload, Reply
+from sidecar.dialects.segment_decode import ID_FIELDS, MESSAGE_TYPES, decode_batch, decode_single
 from sidecar.errors import Reason, Rejection
-from sidecar.rules import SetName, Stream
+from sidecar.rules import EdgeLimits, SetName, Stream
+from sidecar.spelling import check_query
 
 _SHORT_FORMS = {
     "t": "track",
@@ -40,8 +44,6 @@ _SHORT_FORMS = {
 _SINGLE = re.compile(r"^/v1/(track|identify|page|screen|group|alias|[tipsga])$")
 _BATCH_PATHS = {"/v1/batch": "batch", "/v1/b": "batch", "/v1/import": "import"}
 _BEACON_PATH = "/beacon/v1/batch"
-_ID_FIELDS = {"userId": "user_id", "anonymousId": "anonymous_id", "previousId": "previous_id"}
-_MESSAGE_TYPES = frozenset(_SHORT_FORMS.values())
 REJECTED_HEADER = "X-Trackgate-Rejected"
 
 
@@ -64,7 +66,9 @@ class Segment:
         return None
 
     def stream_id(self, request: web.BaseRequest, endpoint: Endpoint, body: Body) -> str | None:
-        """The write key: Basic username, `writeKey` in the query, the body or its messages."""
+        """The write key: Basic username, `writeKey` in the query, the body or its messages.
+        Rejects: stream_id_conflict (also for a look-alike query key such as `writekey`)."""
+        check_query(request.query, "writeKey")
         found = set(request.query.getall("writeKey", ()))
         username = _basic_username(request.headers.get("Authorization", ""))
         if username:
@@ -79,42 +83,13 @@ class Segment:
             )
         return found.pop() if found else None
 
-    def decode(self, endpoint: Endpoint, body: Body, stream: Stream) -> Payload:
+    def decode(self, endpoint: Endpoint, body: Body, stream: Stream, limits: EdgeLimits) -> Payload:
         """One message, or a batch whose bad messages are marked malformed.
-        Rejects: malformed_payload, payload_too_large (the stream's limits)."""
-        limits = stream.limits
+        Rejects: malformed_payload (also a misspelled key), payload_too_large (the
+        stream's limits, `max_names_per_object`)."""
         if endpoint.kind is not None:
-            _check_size(len(body.raw), limits.max_message_bytes, "message")
-            document = body.document()
-            if not isinstance(document, dict):
-                raise Rejection(Reason.MALFORMED_PAYLOAD, "a message must be a JSON object")
-            if document.get("type", endpoint.name) != endpoint.name:
-                raise Rejection(
-                    Reason.MALFORMED_PAYLOAD,
-                    f"a {document.get('type')!r} message was sent to the {endpoint.name} endpoint",
-                )
-            command = decode_message(document, endpoint.name, None)
-            if command.malformed:
-                raise Rejection(Reason.MALFORMED_PAYLOAD, command.malformed)
-            return Payload(endpoint, document, (document,), (command,))
-        _check_size(len(body.raw), limits.max_batch_bytes, "batch")
-        document = body.document()
-        if not isinstance(document, dict) or not isinstance(document.get("batch"), list):
-            raise Rejection(Reason.MALFORMED_PAYLOAD, 'a batch is {"batch": [...]}')
-        batch_context = document.get("context")
-        if not isinstance(batch_context, dict | None):
-            raise Rejection(Reason.MALFORMED_PAYLOAD, "the batch context must be an object")
-        items: list[Any] = document["batch"]
-        if len(body.raw) > limits.max_message_bytes:  # only then can one message be too large
-            for item in items:
-                _check_size(len(dump_json(item)), limits.max_message_bytes, "message")
-        commands = [
-            decode_message(item, item.get("type"), batch_context)
-            if isinstance(item, dict)
-            else Command(Kind.EVENT, malformed="a message must be a JSON object")
-            for item in items
-        ]
-        return Payload(endpoint, document, items, commands)
+            return decode_single(endpoint, body, stream.limits, limits.max_names_per_object)
+        return decode_batch(endpoint, body, stream.limits, limits.max_names_per_object)
 
     def encode(self, payload: Payload, verdicts: Sequence[Verdict]) -> bytes:
         """The forwarded messages with stripped ids, traits and properties removed."""
@@ -165,66 +140,13 @@ class Segment:
         if isinstance(document, dict) and "batch" in document:
             return "/v1/batch"
         message_type = document.get("type") if isinstance(document, dict) else None
-        return f"/v1/{message_type if message_type in _MESSAGE_TYPES else 'track'}"
-
-
-def decode_message(
-    message: Mapping[str, Any], message_type: object, batch_context: Mapping[str, Any] | None
-) -> Command:
-    """One message; a malformed one carries the reason in `malformed`."""
-    if message_type not in _MESSAGE_TYPES:
-        return Command(
-            Kind.EVENT, malformed=f"a message needs a type of {', '.join(sorted(_MESSAGE_TYPES))}"
-        )
-    problem = _shape_problem(message, message_type)
-    if problem:
-        return Command(Kind.EVENT, malformed=problem)
-    ids = {
-        id_type: message[field]
-        for field, id_type in _ID_FIELDS.items()
-        if message.get(field) is not None
-    }
-    context = {**(batch_context or {}), **(message.get("context") or {})}
-    customer = list(context.get("traits") or ())
-    events = list(message.get("properties") or ())
-    if message_type == "identify":
-        customer = [*(message.get("traits") or ()), *customer]
-    elif message_type == "group":
-        events.extend(message.get("traits") or ())
-    return Command(
-        Kind.CUSTOMER if message_type == "identify" else Kind.EVENT,
-        customer_ids=ids,
-        event_type=None if message_type == "identify" else _event_type(message, str(message_type)),
-        customer_properties=tuple(dict.fromkeys(customer)),
-        event_properties=tuple(dict.fromkeys(events)),
-    )
-
-
-def _shape_problem(message: Mapping[str, Any], message_type: object) -> str | None:
-    for field in _ID_FIELDS:
-        if not isinstance(message.get(field), str | None):
-            return f"{field} must be a string or null"
-    for field in ("context", "traits", "properties"):
-        if not isinstance(message.get(field), dict | None):
-            return f"{field} must be an object or null"
-    context = message.get("context") or {}
-    if not isinstance(context.get("traits"), dict | None):
-        return "context.traits must be an object or null"
-    if message_type == "track" and (
-        not isinstance(message.get("event"), str) or not message["event"]
-    ):
-        return "a track message needs a non-empty event"
-    return None
-
-
-def _event_type(message: Mapping[str, Any], message_type: str) -> str:
-    return str(message["event"]) if message_type == "track" else message_type
+        return f"/v1/{message_type if message_type in MESSAGE_TYPES else 'track'}"
 
 
 def _strip(message: Mapping[str, Any], message_type: str, verdict: Verdict) -> dict[str, Any]:
     out = dict(message)
     ids = verdict.stripped.get(SetName.CUSTOMER_IDS, ())
-    for field, id_type in _ID_FIELDS.items():
+    for field, id_type in ID_FIELDS.items():
         if id_type in ids:
             out.pop(field, None)
     customer = set(verdict.stripped.get(SetName.CUSTOMER_PROPERTIES, ()))
@@ -271,8 +193,3 @@ def _basic_username(authorization: str) -> str | None:
     except (binascii.Error, ValueError):
         return None
     return decoded.partition(":")[0] or None
-
-
-def _check_size(size: int, limit: int, what: str) -> None:
-    if size > limit:
-        raise Rejection(Reason.PAYLOAD_TOO_LARGE, f"the {what} is larger than {limit} bytes")
