@@ -19,8 +19,8 @@ import re
 
 from aiohttp import web
 
-from sidecar.dialects import Reply
 from sidecar.errors import Reason, Rejection
+from sidecar.reply import Reply
 from sidecar.rules import Rules, Stream
 
 MAX_ALLOWED_HEADERS = 1024  # bytes of Access-Control-Request-Headers echoed back

@@ -11,10 +11,11 @@ from __future__ import annotations
 from typing import Any
 
 from sidecar.auth import TokenState, principal_for
-from sidecar.body import Body, parse_json
+from sidecar.body import Body
 from sidecar.commands import Verdict
 from sidecar.dialects import DIALECTS, Endpoint, find_endpoint
 from sidecar.errors import Reason, Rejection
+from sidecar.jsoncodec import parse_json
 from sidecar.policy import decide
 from sidecar.rules import Rules, Stream
 from sidecar.tokens import TokenVerifier

@@ -25,8 +25,8 @@ from multidict import CIMultiDict
 
 from sidecar import cookies, logs
 from sidecar.cookies import NO_COOKIES, CookieRule
-from sidecar.dialects import Reply
 from sidecar.errors import Reason, Rejection
+from sidecar.reply import Reply
 from sidecar.rules import Upstream
 from sidecar.upstream import InvalidAnswer, Pool, UpstreamError
 

@@ -27,13 +27,14 @@ from sidecar.auth import Principal, TokenState, check_secret, consumed_headers, 
 from sidecar.body import Body, check_content_type, read_body
 from sidecar.commands import Verdict
 from sidecar.cors import allow_headers, check_origin, preflight_origins, preflight_reply
-from sidecar.dialects import DIALECTS, Dialect, Endpoint, Reply, find_endpoint
+from sidecar.dialects import DIALECTS, Dialect, Endpoint, find_endpoint
 from sidecar.errors import Reason, Rejection
 from sidecar.exchange import Exchange
 from sidecar.forward import Outgoing, forward, upstream_pool
 from sidecar.metrics import Metrics
 from sidecar.policy import Decision, decide
 from sidecar.reload import RulesHolder
+from sidecar.reply import Reply
 from sidecar.request_head import continue_if_expected
 from sidecar.rules import Rules, SetName, Stream, StreamType, Upstream
 from sidecar.sidechannels import cookie_rule, identity_drops

@@ -24,8 +24,8 @@ from typing import Any
 from cachetools import TLRUCache
 from jwt.algorithms import get_default_algorithms
 
-from sidecar.body import parse_json
 from sidecar.errors import Reason, Rejection
+from sidecar.jsoncodec import parse_json
 from sidecar.keys import KeySet, VerificationKey
 from sidecar.rules import JwtSettings, Stream
 

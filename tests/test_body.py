@@ -12,9 +12,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from sidecar import body as body_module
-from sidecar.body import MAX_DEPTH, _parse_strict, dump_json, gunzip, parse_json, within_depth
+from sidecar import jsoncodec as codec
+from sidecar.body import gunzip
 from sidecar.errors import Reason, Rejection
+from sidecar.jsoncodec import MAX_DEPTH, _parse_strict, dump_json, parse_json, within_depth
 
 
 def bomb(size: int) -> bytes:
@@ -211,8 +212,8 @@ def test_the_depth_check_agrees_with_the_document(
 def test_the_fast_path_checks_depth_with_the_serialisation_it_makes() -> None:
     """orjson serialises 254 levels and refuses 255 (probed at import); if that
     changes, the fast path falls back to scanning the bytes: correct, but slower."""
-    assert body_module._serialiser_limit_is(254)
-    assert body_module._HOLE is not None
+    assert codec._serialiser_limit_is(254)
+    assert codec._HOLE is not None
     for depth in (MAX_DEPTH, MAX_DEPTH + 1):
-        large = nested(depth).ljust(body_module._SMALL + 1)  # past the bracket count
-        assert (body_module._serialised(json.loads(large), large) is None) == (depth > MAX_DEPTH)
+        large = nested(depth).ljust(codec._SMALL + 1)  # past the bracket count
+        assert (codec._serialised(json.loads(large), large) is None) == (depth > MAX_DEPTH)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import functools
 
-from sidecar.dialects.base import Dialect, Endpoint, Payload, Reply
+from sidecar.dialects.base import Dialect, Endpoint, Payload
 from sidecar.dialects.bloomreach import Bloomreach
 from sidecar.dialects.segment import Segment
 
@@ -22,4 +22,4 @@ def find_endpoint(path: str) -> Endpoint | None:
     return None
 
 
-__all__ = ["DIALECTS", "Dialect", "Endpoint", "Payload", "Reply", "find_endpoint"]
+__all__ = ["DIALECTS", "Dialect", "Endpoint", "Payload", "find_endpoint"]

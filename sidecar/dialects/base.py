@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Protocol
 
 from aiohttp import web
@@ -11,6 +11,7 @@ from aiohttp import web
 from sidecar.body import Body
 from sidecar.commands import Command, Kind, Verdict
 from sidecar.errors import Reason
+from sidecar.reply import Reply
 from sidecar.rules import EdgeLimits, Stream
 
 
@@ -41,15 +42,6 @@ class Payload:
     def is_single(self) -> bool:
         """True when the document is the one command (not a batch envelope)."""
         return not self.endpoint.is_batch
-
-
-@dataclass(frozen=True, slots=True)
-class Reply:
-    """An HTTP answer before it becomes an aiohttp response."""
-
-    status: int
-    body: bytes
-    headers: Mapping[str, str] = field(default_factory=dict)
 
 
 class Dialect(Protocol):

@@ -16,10 +16,12 @@ from typing import Any
 
 from aiohttp import web
 
-from sidecar.body import Body, dump_json, parse_json
+from sidecar.body import Body
 from sidecar.commands import Command, Kind, Verdict
-from sidecar.dialects.base import Endpoint, Payload, Reply
+from sidecar.dialects.base import Endpoint, Payload
 from sidecar.errors import Reason, Rejection
+from sidecar.jsoncodec import dump_json, parse_json
+from sidecar.reply import Reply
 from sidecar.rules import EdgeLimits, SetName, Stream
 from sidecar.spelling import NAMES, Fields, KeyProblem, check_query
 

@@ -25,11 +25,13 @@ from typing import Any
 
 from aiohttp import web
 
-from sidecar.body import Body, dump_json
+from sidecar.body import Body
 from sidecar.commands import Kind, Verdict
-from sidecar.dialects.base import Endpoint, Payload, Reply
+from sidecar.dialects.base import Endpoint, Payload
 from sidecar.dialects.segment_decode import ID_FIELDS, MESSAGE_TYPES, decode_batch, decode_single
 from sidecar.errors import Reason, Rejection
+from sidecar.jsoncodec import dump_json
+from sidecar.reply import Reply
 from sidecar.rules import EdgeLimits, SetName, Stream
 from sidecar.spelling import check_query
 

@@ -9,10 +9,11 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from sidecar.body import Body, dump_json
+from sidecar.body import Body
 from sidecar.commands import Command, Kind
 from sidecar.dialects.base import Endpoint, Payload
 from sidecar.errors import Reason, Rejection
+from sidecar.jsoncodec import dump_json
 from sidecar.rules import Limits
 from sidecar.spelling import NAMES, Fields, KeyProblem
 
