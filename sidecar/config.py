@@ -22,8 +22,10 @@ from typing import Any
 
 import yaml
 
+from sidecar.dialects import BUILTIN, DEFAULT, Dialect, Router, Template
 from sidecar.errors import ConfigError
 from sidecar.keys import KeySource, combine, jwks_file_keys, static_keys
+from sidecar.lints import lint
 from sidecar.rules import (
     BEARER,
     Access,
@@ -31,7 +33,6 @@ from sidecar.rules import (
     EdgeLimits,
     Enforcement,
     JwtSettings,
-    Limits,
     Permissions,
     PermissionSet,
     Rules,
@@ -46,10 +47,8 @@ from sidecar.rules import (
 )
 from sidecar.schema import ACCESS_LEVELS, structural_errors
 from sidecar.sources import SourceReader
-from sidecar.templates import TEMPLATES
 
 SECONDS_PER_DAY = 86_400
-PLACEHOLDER_PREFIX = b"REPLACE-ME"  # the placeholder secrets shipped in deploy/
 _DEFAULT_ACCESS = {
     SetName.CUSTOMER_IDS: Access.DENY,
     SetName.EVENT_TYPES: Access.DENY,
@@ -133,7 +132,8 @@ def compile_rules(
         by_id=MappingProxyType({s.id: s for s in streams}),
         version=version,
         sources=(origin, *dict.fromkeys(reader.files)),
-        warnings=tuple(w for s in streams for w in lint(s)),
+        warnings=tuple(w for s in streams for w in lint(s, BUILTIN[s.dialect])),
+        router=Router(BUILTIN.values()),
     )
 
 
@@ -198,13 +198,14 @@ def _compile_stream(raw: Mapping[str, Any], path: str, reader: SourceReader) -> 
         raise ConfigError(f"{path}.secrets: only private streams take `secrets`")
     if stream_type is StreamType.PRIVATE and "secrets" not in raw:
         raise ConfigError(f"{path}.secrets: a private stream needs at least one secret")
-    template = TEMPLATES.get(raw.get("template", ""), {})
+    dialect = BUILTIN[raw.get("dialect", DEFAULT)]
+    template = _template(dialect, raw.get("template"), f"{path}.template")
     cors = raw.get("cors")
     return Stream(
         name=raw["name"],
         id=raw["id"],
         type=stream_type,
-        dialect=raw.get("dialect", "bloomreach"),
+        dialect=dialect.name,
         permissions=Permissions(
             **{s.value: _permission_set(s, raw, template, path) for s in SetName}
         ),
@@ -215,9 +216,32 @@ def _compile_stream(raw: Mapping[str, Any], path: str, reader: SourceReader) -> 
         jwt=_compile_jwt(raw["jwt"], f"{path}.jwt", reader) if "jwt" in raw else None,
         cors=Cors(frozenset(cors["allowed_origins"])) if cors else None,
         debug_headers=raw.get("debug_headers", False),
-        limits=Limits(**raw.get("limits", {})),
+        options=_options(dialect, raw, path),
         forward_cookies=frozenset(raw.get("forward_cookies", ())),
     )
+
+
+def _template(dialect: Dialect, name: str | None, path: str) -> Template:
+    """The dialect's template called `name` (none: an empty one)."""
+    if name is None:
+        return {}
+    if name not in dialect.templates:
+        have = ", ".join(sorted(dialect.templates)) or "none"
+        raise ConfigError(f"{path}: the {dialect.name} dialect has no {name!r} template ({have})")
+    return dialect.templates[name]
+
+
+def _options(dialect: Dialect, raw: Mapping[str, Any], path: str) -> object:
+    """The stream keys only its dialect takes, compiled by the dialect; another
+    dialect's option is an error naming the field."""
+    for other in BUILTIN.values():
+        for key in other.option_schemas.keys() - dialect.option_schemas.keys():
+            if key in raw:
+                raise ConfigError(
+                    f"{path}.{key}: only {other.name} streams take `{key}` "
+                    f"(this stream speaks {dialect.name})"
+                )
+    return dialect.compile_options(raw, path)
 
 
 def _permission_set(
@@ -291,40 +315,3 @@ def _token_places(raw: list[Mapping[str, str]] | None, path: str) -> tuple[Token
             raise ConfigError(f"{path}[{index}].scheme: only a header place takes a scheme")
         places.append(TokenPlace(item.get("header"), item.get("scheme"), item.get("cookie")))
     return tuple(places)
-
-
-def lint(stream: Stream) -> list[str]:
-    """The non-fatal warnings of SPEC §2 for one compiled stream."""
-    warnings = []
-    where = f"stream {stream.name!r}"
-    if stream.permissions.uses_signed_only() and stream.enforcement is Enforcement.OFF:
-        warnings.append(
-            f"{where}: signed_only items act as allow until JWT validation is enabled "
-            "(jwt.enforcement is off or there is no jwt block)"
-        )
-    if stream.jwt is not None:
-        for key in stream.jwt.keys.current().by_kid.values():
-            if isinstance(key.key, bytes) and key.key.startswith(PLACEHOLDER_PREFIX):
-                warnings.append(
-                    f"{where}: jwt key {key.kid!r} is still a placeholder; replace it "
-                    "(trackgate keygen hmac) before turning enforcement on"
-                )
-    if "*" in stream.forward_cookies:
-        warnings.append(
-            f"{where}: forward_cookies is ['*']: every cookie reaches the collector unjudged "
-            "(SDKs keep identities and traits in cookies); list the names it needs"
-        )
-    if stream.type is StreamType.PUBLIC:
-        cookie = stream.permissions.customer_ids.access("cookie")
-        if cookie is not Access.ALLOW:
-            warnings.append(
-                f"{where}: customer id 'cookie' is {cookie.value}; the web SDK tracks anonymous "
-                "visitors by cookie, so all anonymous traffic would stop"
-            )
-        for name in (SetName.EVENT_TYPES, SetName.CUSTOMER_PROPERTIES):
-            if stream.permissions.of(name).default is Access.ALLOW:
-                warnings.append(
-                    f"{where}: {name.value}.default is allow on a public stream; "
-                    "undefined names flow in unchecked"
-                )
-    return warnings

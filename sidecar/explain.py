@@ -10,12 +10,13 @@ from __future__ import annotations
 
 from typing import Any
 
-from sidecar.auth import TokenState, principal_for
+from sidecar.auth import Principal, TokenState, principal_for
 from sidecar.body import Body
 from sidecar.commands import Verdict
-from sidecar.dialects import DIALECTS, Endpoint, find_endpoint
-from sidecar.errors import Reason, Rejection
+from sidecar.dialects import Endpoint
+from sidecar.errors import Rejection
 from sidecar.jsoncodec import parse_json
+from sidecar.outcome import Answer, Reject, outcome
 from sidecar.policy import decide
 from sidecar.rules import Rules, Stream
 from sidecar.tokens import TokenVerifier
@@ -33,31 +34,32 @@ def explain(
     report: dict[str, Any] = {"stream": stream.name, "rules_version": rules.version}
     try:
         parsed = Body(body)
-        matched = _endpoint(stream, endpoint, parsed.document())
+        matched = _endpoint(rules, stream, endpoint, parsed.document())
         report["endpoint"] = matched.name
         payload = matched.dialect.decode(matched, parsed, stream, rules.server.limits)
         principal = principal_for(stream, token, TokenVerifier())
-        if principal.token is TokenState.VALID:
-            report["token"] = "valid"
-        elif principal.failure is not None:
-            report["token"] = principal.failure.reason.value
-        decision = decide(stream, principal, payload.commands)
-        if decision.rejection is not None:
-            raise decision.rejection
+        report.update(_token(principal))
     except Rejection as rejection:
         return {**report, **_rejected(rejection), "commands": [], "forwarded_body": None}
-    verdicts = decision.verdicts
-    report["commands"] = [_command(i, v) for i, v in enumerate(verdicts)]
+    decision = decide(stream, principal, payload.commands)
+    report["commands"] = [_command(i, v) for i, v in enumerate(decision.verdicts)]
     report["would_reject"] = [r.value for r in decision.would_reject]
-    if not matched.is_batch and not verdicts[0].forwarded:
-        refused = Rejection(verdicts[0].reason or Reason.INTERNAL_ERROR, verdicts[0].message)
-        return {**report, **_rejected(refused), "forwarded_body": None}
-    if not decision.forwards_any:
-        return {**report, "request": {"outcome": "answered", "status": 200}, "forwarded_body": None}
-    outgoing = matched.dialect.encode(payload, verdicts) if decision.modified else body
-    report["request"] = {"outcome": "forwarded", "status": None}
-    report["forwarded_body"] = parse_json(outgoing)
-    return report
+    then = outcome(matched, payload, decision, body)
+    if isinstance(then, Reject):
+        return {**report, **_rejected(then.rejection), "forwarded_body": None}
+    if isinstance(then, Answer):
+        answered = {"outcome": "answered", "status": then.reply.status}
+        return {**report, "request": answered, "forwarded_body": None}
+    forwarded = {"outcome": "forwarded", "status": None}
+    return {**report, "request": forwarded, "forwarded_body": parse_json(then.body)}
+
+
+def _token(principal: Principal) -> dict[str, str]:
+    if principal.token is TokenState.VALID:
+        return {"token": "valid"}
+    if principal.failure is not None:
+        return {"token": principal.failure.reason.value}
+    return {}
 
 
 def _stream(rules: Rules, name: str) -> Stream:
@@ -68,11 +70,12 @@ def _stream(rules: Rules, name: str) -> Stream:
     raise ExplainError(f"no stream named {name!r}; the rules have {names}")
 
 
-def _endpoint(stream: Stream, path: str | None, document: object) -> Endpoint:
+def _endpoint(rules: Rules, stream: Stream, path: str | None, document: object) -> Endpoint:
+    dialect = rules.router.dialects[stream.dialect]
     if path is None:
-        path = DIALECTS[stream.dialect].default_path(document)
-    endpoint = find_endpoint(path)
-    if endpoint is None or endpoint.dialect is not DIALECTS[stream.dialect]:
+        path = dialect.default_path(document)
+    endpoint = rules.router.match(path)
+    if endpoint is None or endpoint.dialect is not dialect:
         raise ExplainError(f"{path} is not a {stream.dialect} endpoint")
     return endpoint
 

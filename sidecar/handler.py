@@ -27,11 +27,12 @@ from sidecar.auth import Principal, TokenState, check_secret, consumed_headers, 
 from sidecar.body import Body, check_content_type, read_body
 from sidecar.commands import Verdict
 from sidecar.cors import allow_headers, check_origin, preflight_origins, preflight_reply
-from sidecar.dialects import DIALECTS, Dialect, Endpoint, find_endpoint
+from sidecar.dialects import BUILTIN_ROUTER, Dialect, Endpoint
 from sidecar.errors import Reason, Rejection
 from sidecar.exchange import Exchange
 from sidecar.forward import Outgoing, forward, upstream_pool
 from sidecar.metrics import Metrics
+from sidecar.outcome import Answer, Reject, outcome
 from sidecar.policy import Decision, decide
 from sidecar.reload import RulesHolder
 from sidecar.reply import Reply
@@ -45,7 +46,6 @@ from sidecar.upstream import Pool
 _REQUEST_ID = re.compile(r"^[\x21-\x7e]{1,128}$")
 _ID_PREFIX = secrets.token_hex(8)
 _ID_COUNTER = itertools.count()
-_FALLBACK_DIALECT = DIALECTS["bloomreach"]
 
 
 class Pipeline:
@@ -67,20 +67,20 @@ class Pipeline:
         """The aiohttp handler: run the stages, turn the outcome into a response."""
         exchange = Exchange(_request_id(request), time.monotonic())
         rules = self.holder.current  # read once: this request sees one rules version
-        endpoint = find_endpoint(request.path)
+        router = rules.router if rules is not None else BUILTIN_ROUTER
+        endpoint = router.match(request.path)
         self.metrics.started()
         try:
             reply = await self._serve(rules, endpoint, request, exchange)
         except Rejection as rejection:
             exchange.reason = rejection.reason
-            reply = rejection_reply(endpoint, rejection)
+            reply = rejection_reply(endpoint, rejection, router.fallback)
         except Exception:
             logs.event("internal_error", logging.ERROR, request_id=exchange.request_id)
             logs.EVENTS.debug("internal error", exc_info=True)
             exchange.reason = Reason.INTERNAL_ERROR
-            reply = rejection_reply(
-                endpoint, Rejection(Reason.INTERNAL_ERROR, "internal error; nothing was forwarded")
-            )
+            failure = Rejection(Reason.INTERNAL_ERROR, "internal error; nothing was forwarded")
+            reply = rejection_reply(endpoint, failure, router.fallback)
         finally:
             self.metrics.finished()
         exchange.status = reply.status
@@ -130,18 +130,16 @@ class Pipeline:
         exchange.token_result = _token_result(principal)
         decision = decide(stream, principal, payload.commands)
         record_decision(exchange, decision)
-        if decision.rejection is not None:
-            raise decision.rejection
-        verdicts = decision.verdicts
-        if not endpoint.is_batch and not verdicts[0].forwarded:
-            raise Rejection(verdicts[0].reason or Reason.INTERNAL_ERROR, verdicts[0].message)
-        if not decision.forwards_any:
-            return endpoint.dialect.answer_batch(payload, verdicts, None)
-        outgoing = endpoint.dialect.encode(payload, verdicts) if decision.modified else body.raw
+        then = outcome(endpoint, payload, decision, body.raw)
+        if isinstance(then, Reject):
+            raise then.rejection
+        if isinstance(then, Answer):
+            return then.reply
         sent = outgoing_headers(
             rules, endpoint.dialect, stream, request, principal=principal, decision=decision
         )
-        upstream = await self._forward(rules, request, body=outgoing, sent=sent, exchange=exchange)
+        upstream = await self._forward(rules, request, body=then.body, sent=sent, exchange=exchange)
+        verdicts = decision.verdicts
         reply = upstream
         if endpoint.is_batch and any(not v.forwarded for v in verdicts):
             reply = endpoint.dialect.answer_batch(payload, verdicts, upstream)
@@ -248,9 +246,10 @@ def record_decision(exchange: Exchange, decision: Decision) -> None:
                 stripped[set_name, name] = stripped.get((set_name, name), 0) + count
 
 
-def rejection_reply(endpoint: Endpoint | None, rejection: Rejection) -> Reply:
-    """The HTTP answer to a rejection, in the endpoint's dialect."""
-    dialect = endpoint.dialect if endpoint else _FALLBACK_DIALECT
+def rejection_reply(endpoint: Endpoint | None, rejection: Rejection, fallback: Dialect) -> Reply:
+    """The HTTP answer to a rejection, in the endpoint's dialect (`fallback`'s for a
+    path that is no endpoint)."""
+    dialect = endpoint.dialect if endpoint else fallback
     reason = rejection.reason
     headers = {"Content-Type": "application/json", **reason.headers}
     if reason.is_token_failure:  # RFC 6750 §3: the SDK refreshes its token and retries

@@ -12,8 +12,12 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
 from types import MappingProxyType
+from typing import TYPE_CHECKING
 
 from sidecar.keys.base import KeySource
+
+if TYPE_CHECKING:  # rules are compiled from dialects, which read rules: no import cycle
+    from sidecar.dialects import Router
 
 
 class Access(StrEnum):
@@ -136,14 +140,6 @@ class Cors:
     allowed_origins: frozenset[str]
 
 
-@dataclass(frozen=True, slots=True)
-class Limits:
-    """Size limits of dialects that define them (segment: 32 KB a message, 500 KB a batch)."""
-
-    max_message_bytes: int = 32 * 1024
-    max_batch_bytes: int = 500 * 1024
-
-
 @dataclass(frozen=True, slots=True, eq=False, weakref_slot=True)
 class Stream:
     """One tracking source with its credentials and permissions. Compared and hashed
@@ -159,7 +155,7 @@ class Stream:
     jwt: JwtSettings | None = None  # public streams only
     cors: Cors | None = None
     debug_headers: bool = False
-    limits: Limits = field(default_factory=Limits)
+    options: object = None  # the stream keys only its dialect takes, compiled by it
     # Cookie names forwarded to the collector (SPEC §3.3); "*" in it forwards all.
     forward_cookies: frozenset[str] = frozenset()
 
@@ -219,6 +215,7 @@ class Rules:
     version: str  # short hash of the rules file and every file it references
     sources: tuple[Path, ...]  # the rules file and every file it references
     warnings: tuple[str, ...]  # lint warnings, never fatal
+    router: Router  # the endpoints of every dialect this version may route to
 
     def find(self, stream_id: str) -> Stream | None:
         """The stream whose public ID is `stream_id`, if any."""

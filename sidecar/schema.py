@@ -14,6 +14,8 @@ import re
 from collections.abc import Iterator, Mapping
 from typing import Any
 
+from sidecar.dialects import BUILTIN
+
 ALGORITHMS = (
     "HS256",
     "HS384",
@@ -29,9 +31,15 @@ ALGORITHMS = (
     "ES512",
     "EdDSA",
 )
-DIALECTS = ("bloomreach", "segment")
 ACCESS_LEVELS = ("allow", "signed_only", "deny")
 STREAM_NAME_PATTERN = r"^[a-z0-9][a-z0-9_-]{0,62}$"
+
+# Every dialect's templates and stream options: the dialects own them (config.py
+# checks that a stream uses only its own dialect's).
+_TEMPLATE_NAMES = sorted({name for d in BUILTIN.values() for name in d.templates})
+_DIALECT_OPTIONS = {
+    key: fragment for d in BUILTIN.values() for key, fragment in d.option_schemas.items()
+}
 
 _NAMES = {"type": "array", "items": {"type": "string", "minLength": 1}, "uniqueItems": True}
 
@@ -134,8 +142,8 @@ SCHEMA: dict[str, Any] = {
                     "name": {"type": "string", "pattern": STREAM_NAME_PATTERN},
                     "id": {"type": "string", "pattern": r"^[A-Za-z0-9._~:-]{1,200}$"},
                     "type": {"enum": ["public", "private"]},
-                    "dialect": {"enum": list(DIALECTS)},
-                    "template": {"enum": ["public", "private"]},
+                    "dialect": {"enum": list(BUILTIN)},
+                    "template": {"enum": _TEMPLATE_NAMES},
                     "debug_headers": {"type": "boolean"},
                     "forward_cookies": {
                         "type": "array",
@@ -144,14 +152,6 @@ SCHEMA: dict[str, Any] = {
                             "pattern": r"^(\*|[!#$%&'*+.^`|~0-9A-Za-z_-]+)$",
                         },
                         "uniqueItems": True,
-                    },
-                    "limits": {
-                        "type": "object",
-                        "properties": {
-                            "max_message_bytes": {"type": "integer", "minimum": 1},
-                            "max_batch_bytes": {"type": "integer", "minimum": 1},
-                        },
-                        "additionalProperties": False,
                     },
                     "cors": {
                         "type": "object",
@@ -229,6 +229,7 @@ SCHEMA: dict[str, Any] = {
                             "additionalProperties": False,
                         },
                     },
+                    **_DIALECT_OPTIONS,
                     "customer_ids": _PERMISSION_SET,
                     "event_types": _PERMISSION_SET,
                     "customer_properties": _PERMISSION_SET,

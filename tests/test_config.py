@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 
 from sidecar.config import load_rules
+from sidecar.dialects import BUILTIN
 from sidecar.errors import ConfigError
 from sidecar.rules import Access, Enforcement, SetName, StreamType
-from sidecar.templates import TEMPLATES
 
 ROOT = Path(__file__).resolve().parent.parent
 INVALID = sorted((ROOT / "tests/fixtures/invalid").glob("*.yaml"))
@@ -81,14 +81,18 @@ def write(tmp_path: Path, streams: str) -> Path:
     return path
 
 
+@pytest.mark.parametrize("dialect", sorted(BUILTIN))
 @pytest.mark.parametrize("template", ["public", "private"])
-def test_a_template_alone_fills_three_sets(tmp_path: Path, template: str) -> None:
+def test_a_template_alone_fills_three_sets(tmp_path: Path, template: str, dialect: str) -> None:
+    """Every dialect ships both templates, in its own names (SPEC §4)."""
     secrets = ', secrets: [{id: s, sha256: "' + "a" * 64 + '"}]' if template == "private" else ""
     path = write(
-        tmp_path, f"  - {{name: s, id: s1, type: {template}, template: {template}{secrets}}}\n"
+        tmp_path,
+        f"  - {{name: s, id: s1, type: {template}, dialect: {dialect}, "
+        f"template: {template}{secrets}}}\n",
     )
     stream = load_rules(path).streams[0]
-    for set_name, spec in TEMPLATES[template].items():
+    for set_name, spec in BUILTIN[dialect].templates[template].items():
         permission_set = stream.permissions.of(SetName(set_name))
         assert permission_set.default.value == spec["default"]
         for level in ("allow", "signed_only", "deny"):
@@ -140,6 +144,19 @@ def test_without_template_sets_fail_closed(tmp_path: Path) -> None:
             "customer_properties: {default: allow}}",
             "customer_properties.default is allow on a public stream",
         ),
+        (
+            "{name: s, id: s1, type: public, dialect: segment, customer_ids: {deny: [anonymous_id]}}",
+            "customer id 'anonymous_id' is deny; the segment web SDKs",
+        ),
+        (
+            "{name: s, id: s1, type: public, dialect: segment, "
+            "customer_ids: {allow: [anonymous_id], signed_only: [registered]}}",
+            "customer id 'registered' is never sent in the segment dialect",
+        ),
+        (
+            "{name: s, id: s1, type: public, forward_cookies: ['*'], customer_ids: {allow: [cookie]}}",
+            "forward_cookies is ['*']",
+        ),
     ],
 )
 def test_lint_warnings(tmp_path: Path, stream: str, warning: str) -> None:
@@ -147,9 +164,22 @@ def test_lint_warnings(tmp_path: Path, stream: str, warning: str) -> None:
     assert any(warning in w for w in rules.warnings), rules.warnings
 
 
-def test_a_clean_public_stream_has_no_warnings(tmp_path: Path) -> None:
-    stream = "{name: s, id: s1, type: public, customer_ids: {allow: [cookie]}}"
+@pytest.mark.parametrize(
+    "stream",
+    [
+        "{name: s, id: s1, type: public, customer_ids: {allow: [cookie]}}",
+        # the anonymous-id lint is the dialect's own: no word about `cookie` here
+        "{name: s, id: s1, type: public, dialect: segment, customer_ids: {allow: [anonymous_id]}}",
+    ],
+)
+def test_a_clean_public_stream_has_no_warnings(tmp_path: Path, stream: str) -> None:
     assert load_rules(write(tmp_path, f"  - {stream}\n")).warnings == ()
+
+
+def test_a_dialect_option_on_another_dialect_s_stream_names_the_field(tmp_path: Path) -> None:
+    stream = "{name: s, id: s1, type: public, limits: {max_message_bytes: 10}}"
+    with pytest.raises(ConfigError, match=r"streams\[0\]\.limits: only segment streams take"):
+        load_rules(write(tmp_path, f"  - {stream}\n"))
 
 
 def test_secret_files_lose_their_trailing_newline(tmp_path: Path) -> None:

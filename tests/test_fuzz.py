@@ -24,7 +24,7 @@ from hypothesis import strategies as st
 from sidecar.auth import Principal
 from sidecar.body import Body
 from sidecar.config import load_rules
-from sidecar.dialects import find_endpoint
+from sidecar.dialects import BUILTIN_ROUTER
 from sidecar.errors import Rejection
 from sidecar.policy import decide
 from sidecar.rules import Rules
@@ -72,7 +72,7 @@ def shaped(path: str) -> st.SearchStrategy[Any]:
 
 def judge(rules: Rules, path: str, raw: bytes) -> None:
     """What the handler does between reading the body and forwarding it."""
-    endpoint = find_endpoint(path)
+    endpoint = BUILTIN_ROUTER.match(path)
     assert endpoint is not None
     stream = rules.find("SEG_WK" if path.startswith("/v1/") else WEB_ID)
     assert stream is not None

@@ -15,7 +15,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from sidecar.body import Body
-from sidecar.dialects import find_endpoint
+from sidecar.dialects import BUILTIN_ROUTER
 from sidecar.errors import Reason, Rejection
 from sidecar.rules import Rules
 from sidecar.spelling import NAMES, Fields, KeyProblem, check_query, fold
@@ -353,7 +353,7 @@ async def test_well_spelled_bodies_still_reach_the_go_collector(
 
 def judged(rules: Rules, path: str, body: bytes) -> list[dict[str, Any]]:
     """trackgate's reading of a forwarded body, in the Go collector's terms."""
-    endpoint = find_endpoint(path)
+    endpoint = BUILTIN_ROUTER.match(path)
     assert endpoint is not None
     stream = rules.find(OPEN_ID if path.startswith("/track/") else OPEN_KEY)
     assert stream is not None

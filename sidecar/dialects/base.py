@@ -1,4 +1,13 @@
-"""The dialect seam: what every wire format provides to the pipeline."""
+"""The dialect seam: what every wire format provides to the pipeline.
+
+A `Dialect` owns everything about its wire format — its endpoints, where the
+stream ID and secrets travel, how a body becomes commands and goes back, how
+its SDKs must be answered, the customer id types it produces, its templates,
+its anonymous id (for the lint) and the stream options only it takes. The
+generic modules (config, handler, streams, auth, explain) name no dialect.
+Requests reach a dialect as a `RequestView` (method, path, query, headers),
+so `explain` and tests pass plain values instead of an aiohttp request.
+"""
 
 from __future__ import annotations
 
@@ -6,7 +15,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from aiohttp import web
+from multidict import CIMultiDictProxy, MultiMapping
 
 from sidecar.body import Body
 from sidecar.commands import Command, Kind, Verdict
@@ -44,16 +53,51 @@ class Payload:
         return not self.endpoint.is_batch
 
 
+class RequestView(Protocol):
+    """What a dialect may read of a request besides its body (aiohttp's request is one)."""
+
+    @property
+    def method(self) -> str: ...
+    @property
+    def path(self) -> str: ...
+    @property
+    def query(self) -> MultiMapping[str]: ...
+    @property
+    def headers(self) -> CIMultiDictProxy[str]: ...
+
+
+@dataclass(frozen=True, slots=True)
+class PlainRequest:
+    """A `RequestView` made of plain values (for `trackgate explain` and tests)."""
+
+    method: str
+    path: str
+    query: MultiMapping[str]
+    headers: CIMultiDictProxy[str]
+
+
+# A template: permission-set name → {default, allow, signed_only, deny} (SPEC §4).
+Template = Mapping[str, Mapping[str, Any]]
+
+
 class Dialect(Protocol):
     """A collector wire format."""
 
     name: str
     identity_headers: Mapping[str, str]  # header name → the id type it carries (SPEC §3.3)
+    id_types: frozenset[str] | None  # every customer id type it can carry (None: any name)
+    anonymous_id: str  # the id type its web SDKs track anonymous visitors by (a lint)
+    templates: Mapping[str, Template]  # `public` and `private` in this format's names
+    # Stream keys only this dialect takes: the JSON Schema of each (`trackgate schema`).
+    option_schemas: Mapping[str, Mapping[str, Any]]
+
+    def compile_options(self, raw: Mapping[str, Any], path: str) -> object:
+        """The stream's options, compiled (`Stream.options`). Raises ConfigError."""
 
     def match(self, path: str) -> Endpoint | None:
         """The endpoint `path` names, if it is one of this dialect's."""
 
-    def stream_id(self, request: web.BaseRequest, endpoint: Endpoint, body: Body) -> str | None:
+    def stream_id(self, request: RequestView, endpoint: Endpoint, body: Body) -> str | None:
         """The stream ID the request names. Rejects: stream_id_conflict."""
 
     def decode(self, endpoint: Endpoint, body: Body, stream: Stream, limits: EdgeLimits) -> Payload:

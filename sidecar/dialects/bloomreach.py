@@ -14,11 +14,10 @@ import re
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from aiohttp import web
-
 from sidecar.body import Body
 from sidecar.commands import Command, Kind, Verdict
-from sidecar.dialects.base import Endpoint, Payload
+from sidecar.dialects.base import Endpoint, Payload, RequestView
+from sidecar.dialects.bloomreach_templates import TEMPLATES
 from sidecar.errors import Reason, Rejection
 from sidecar.jsoncodec import dump_json, parse_json
 from sidecar.reply import Reply
@@ -58,6 +57,15 @@ class Bloomreach:
 
     name = "bloomreach"
     identity_headers: Mapping[str, str] = {}  # its SDKs carry ids in the body only
+    id_types: frozenset[str] | None = (
+        None  # `customer_ids` is open: any hard or soft id the project defines
+    )
+    anonymous_id = "cookie"
+    templates = TEMPLATES
+    option_schemas: Mapping[str, Mapping[str, Any]] = {}
+
+    def compile_options(self, raw: Mapping[str, Any], path: str) -> None:
+        """No options of its own."""
 
     def match(self, path: str) -> Endpoint | None:
         """Stream-mode and legacy project paths."""
@@ -67,7 +75,7 @@ class Bloomreach:
             return Endpoint(self, found[2], _ENDPOINTS[found[2]], path_stream_id=found[1])
         return None
 
-    def stream_id(self, request: web.BaseRequest, endpoint: Endpoint, body: Body) -> str | None:
+    def stream_id(self, request: RequestView, endpoint: Endpoint, body: Body) -> str | None:
         """`stream_id` query parameter, `X-Stream-Id` header, or the project path segment.
         Rejects: stream_id_conflict (also for a look-alike query key such as `Stream_ID`)."""
         check_query(request.query, "stream_id")

@@ -23,12 +23,17 @@ import re
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from aiohttp import web
-
 from sidecar.body import Body
 from sidecar.commands import Kind, Verdict
-from sidecar.dialects.base import Endpoint, Payload
-from sidecar.dialects.segment_decode import ID_FIELDS, MESSAGE_TYPES, decode_batch, decode_single
+from sidecar.dialects.base import Endpoint, Payload, RequestView, Template
+from sidecar.dialects.segment_decode import (
+    DEFAULT_LIMITS,
+    ID_FIELDS,
+    MESSAGE_TYPES,
+    Limits,
+    decode_batch,
+    decode_single,
+)
 from sidecar.errors import Reason, Rejection
 from sidecar.jsoncodec import dump_json
 from sidecar.reply import Reply
@@ -47,6 +52,63 @@ _SINGLE = re.compile(r"^/v1/(track|identify|page|screen|group|alias|[tipsga])$")
 _BATCH_PATHS = {"/v1/batch": "batch", "/v1/b": "batch", "/v1/import": "import"}
 _BEACON_PATH = "/beacon/v1/batch"
 REJECTED_HEADER = "X-Trackgate-Rejected"
+_LIMITS_SCHEMA = {
+    "description": "Segment's size limits: larger messages or batches get 413.",
+    "type": "object",
+    "properties": {
+        "max_message_bytes": {"type": "integer", "minimum": 1, "default": 32 * 1024},
+        "max_batch_bytes": {"type": "integer", "minimum": 1, "default": 500 * 1024},
+    },
+    "additionalProperties": False,
+}
+_BROWSING = [  # Segment's semantic browsing and app-lifecycle events
+    "page",
+    "screen",
+    "Products Searched",
+    "Product List Viewed",
+    "Product Viewed",
+    "Product Clicked",
+    "Product Added",
+    "Product Removed",
+    "Cart Viewed",
+    "Checkout Started",
+    "Application Opened",
+    "Application Backgrounded",
+]
+_CONSENT = "Segment Consent Preference Updated"
+# SPEC §4's intent in Segment's names: the anonymous id allowed, the known user
+# signed-only (also as alias's previous id), browsing allowed, orders, consent,
+# group and alias signed-only, contact traits signed-only.
+TEMPLATES: Mapping[str, Template] = {
+    "public": {
+        "customer_ids": {
+            "default": "deny",
+            "allow": ["anonymous_id"],
+            "signed_only": ["user_id", "previous_id"],
+        },
+        "event_types": {
+            "default": "deny",
+            "allow": _BROWSING,
+            "signed_only": ["Order Completed", _CONSENT, "group", "alias"],
+        },
+        "customer_properties": {
+            "default": "deny",
+            "allow": ["firstName", "locale"],
+            "signed_only": ["email", "phone", "name", "lastName"],
+        },
+    },
+    "private": {
+        "customer_ids": {"default": "deny", "allow": ["anonymous_id", "user_id", "previous_id"]},
+        "event_types": {
+            "default": "deny",
+            "allow": [*_BROWSING, "Order Completed", _CONSENT, "group", "alias"],
+        },
+        "customer_properties": {
+            "default": "deny",
+            "allow": ["email", "phone", "name", "firstName", "lastName", "locale"],
+        },
+    },
+}
 
 
 class Segment:
@@ -54,6 +116,14 @@ class Segment:
 
     name = "segment"
     identity_headers: Mapping[str, str] = {"AnonymousId": "anonymous_id"}  # RudderStack's SDKs
+    id_types: frozenset[str] | None = frozenset(ID_FIELDS.values())
+    anonymous_id = "anonymous_id"
+    templates = TEMPLATES
+    option_schemas: Mapping[str, Mapping[str, Any]] = {"limits": _LIMITS_SCHEMA}
+
+    def compile_options(self, raw: Mapping[str, Any], path: str) -> Limits:
+        """`limits: {max_message_bytes, max_batch_bytes}` (Segment's 32 KB and 500 KB)."""
+        return Limits(**raw.get("limits", {}))
 
     def match(self, path: str) -> Endpoint | None:
         """Single-message, batch and beacon paths; the endpoint name is the message type."""
@@ -67,7 +137,7 @@ class Segment:
             return Endpoint(self, _BATCH_PATHS[path], None)
         return None
 
-    def stream_id(self, request: web.BaseRequest, endpoint: Endpoint, body: Body) -> str | None:
+    def stream_id(self, request: RequestView, endpoint: Endpoint, body: Body) -> str | None:
         """The write key: Basic username, `writeKey` in the query, the body or its messages.
         Rejects: stream_id_conflict (also for a look-alike query key such as `writekey`)."""
         check_query(request.query, "writeKey")
@@ -89,9 +159,10 @@ class Segment:
         """One message, or a batch whose bad messages are marked malformed.
         Rejects: malformed_payload (also a misspelled key), payload_too_large (the
         stream's limits, `max_names_per_object`)."""
+        options = stream.options if isinstance(stream.options, Limits) else DEFAULT_LIMITS
         if endpoint.kind is not None:
-            return decode_single(endpoint, body, stream.limits, limits.max_names_per_object)
-        return decode_batch(endpoint, body, stream.limits, limits.max_names_per_object)
+            return decode_single(endpoint, body, options, limits.max_names_per_object)
+        return decode_batch(endpoint, body, options, limits.max_names_per_object)
 
     def encode(self, payload: Payload, verdicts: Sequence[Verdict]) -> bytes:
         """The forwarded messages with stripped ids, traits and properties removed."""

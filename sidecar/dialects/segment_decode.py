@@ -7,6 +7,7 @@ the customer properties of a message, which include the batch's
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from sidecar.body import Body
@@ -14,7 +15,6 @@ from sidecar.commands import Command, Kind
 from sidecar.dialects.base import Endpoint, Payload
 from sidecar.errors import Reason, Rejection
 from sidecar.jsoncodec import dump_json
-from sidecar.rules import Limits
 from sidecar.spelling import NAMES, Fields, KeyProblem
 
 ID_FIELDS = {"userId": "user_id", "anonymousId": "anonymous_id", "previousId": "previous_id"}
@@ -25,6 +25,17 @@ _NOT_A_MESSAGE = Command(Kind.EVENT, malformed="a message must be a JSON object"
 _BATCH = Fields("batch", "context", "writeKey")
 _MESSAGE = Fields("type", *ID_FIELDS, "event", "properties", "traits", "context", "writeKey")
 _CONTEXT = Fields("traits")
+
+
+@dataclass(frozen=True, slots=True)
+class Limits:
+    """A segment stream's size limits (its `limits` option; Segment's own defaults)."""
+
+    max_message_bytes: int = 32 * 1024
+    max_batch_bytes: int = 500 * 1024
+
+
+DEFAULT_LIMITS = Limits()
 
 
 def decode_single(endpoint: Endpoint, body: Body, limits: Limits, max_names: int) -> Payload:

@@ -1,4 +1,4 @@
-"""The `public` and `private` stream templates of SPEC §4.
+"""The `bloomreach` dialect's `public` and `private` templates: SPEC §4's table.
 
 A template fills a stream's three main permission sets; whatever the stream
 lists itself overrides the template name by name, and its own `default`
@@ -7,7 +7,9 @@ overrides the template's.
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Mapping
+
+from sidecar.dialects.base import Template
 
 _BROWSING = [
     "page_visit",
@@ -20,7 +22,8 @@ _BROWSING = [
     "session_end",
 ]
 
-TEMPLATES: dict[str, dict[str, dict[str, Any]]] = {
+# SPEC §4, the table in Bloomreach's own names.
+TEMPLATES: Mapping[str, Template] = {
     "public": {
         "customer_ids": {"default": "deny", "allow": ["cookie"], "signed_only": ["registered"]},
         "event_types": {
