@@ -12,8 +12,6 @@ backend may carry it. Wherever it travels, it is consumed: never forwarded.
 
 from __future__ import annotations
 
-import base64
-import binascii
 import functools
 import hashlib
 import hmac
@@ -24,6 +22,7 @@ from enum import StrEnum
 from multidict import CIMultiDictProxy
 
 from sidecar import cookies
+from sidecar.credentials import INVALID, basic_credentials
 from sidecar.errors import Reason, Rejection
 from sidecar.rules import Enforcement, SharedSecret, Stream, StreamType, TokenPlace
 from sidecar.tokens import TokenVerifier
@@ -119,16 +118,11 @@ def presented_secrets(headers: CIMultiDictProxy[str]) -> list[bytes]:
     A Basic header with an empty password (Segment's `writeKey:`) presents no secret;
     undecodable Basic credentials present an invalid one."""
     found = [value.encode() for value in headers.getall(SECRET_HEADER, ())]
-    scheme, _, credentials = headers.get("Authorization", "").partition(" ")
-    if scheme.lower() == "basic":
-        try:
-            decoded = base64.b64decode(credentials.strip(), validate=True)
-        except (binascii.Error, ValueError):
-            found.append(b"")  # matches nothing: secret_invalid
-        else:
-            password = decoded.partition(b":")[2]
-            if password:
-                found.append(password)
+    basic = basic_credentials(headers.get("Authorization", ""))
+    if basic is INVALID:
+        found.append(b"")  # matches nothing: secret_invalid
+    elif basic is not None and basic.password:
+        found.append(basic.password)
     return found
 
 

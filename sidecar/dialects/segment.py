@@ -18,13 +18,13 @@ Decoding (shapes, key spelling, the trait merge) is in `segment_decode`.
 from __future__ import annotations
 
 import base64
-import binascii
 import re
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 from sidecar.body import Body
 from sidecar.commands import Kind, Verdict
+from sidecar.credentials import basic_credentials
 from sidecar.dialects.base import Endpoint, Payload, RequestView, Template
 from sidecar.dialects.segment_decode import (
     DEFAULT_LIMITS,
@@ -142,9 +142,9 @@ class Segment:
         Rejects: stream_id_conflict (also for a look-alike query key such as `writekey`)."""
         check_query(request.query, "writeKey")
         found = set(request.query.getall("writeKey", ()))
-        username = _basic_username(request.headers.get("Authorization", ""))
-        if username:
-            found.add(username)
+        basic = basic_credentials(request.headers.get("Authorization", ""))
+        if basic is not None and basic.user:
+            found.add(basic.user)
         document = body.document_or_none()
         if isinstance(document, dict):
             found.update(_write_keys(document, endpoint))
@@ -255,14 +255,3 @@ def _write_keys(document: Mapping[str, Any], endpoint: Endpoint) -> set[str]:
         )
     keys.discard("")
     return keys
-
-
-def _basic_username(authorization: str) -> str | None:
-    scheme, _, credentials = authorization.partition(" ")
-    if scheme.lower() != "basic":
-        return None
-    try:
-        decoded = base64.b64decode(credentials.strip(), validate=True).decode()
-    except (binascii.Error, ValueError):
-        return None
-    return decoded.partition(":")[0] or None
