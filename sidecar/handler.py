@@ -250,13 +250,7 @@ def rejection_reply(endpoint: Endpoint | None, rejection: Rejection, fallback: D
     """The HTTP answer to a rejection, in the endpoint's dialect (`fallback`'s for a
     path that is no endpoint)."""
     dialect = endpoint.dialect if endpoint else fallback
-    reason = rejection.reason
-    headers = {"Content-Type": "application/json", **reason.headers}
-    if reason.is_token_failure:  # RFC 6750 §3: the SDK refreshes its token and retries
-        headers["WWW-Authenticate"] = (
-            f'Bearer error="invalid_token", error_description="{rejection.message}"'
-        )
-    return Reply(reason.status, dialect.error_body(reason, rejection.message), headers)
+    return dialect.error_reply(rejection)
 
 
 def with_debug_headers(stream: Stream, reply: Reply, verdicts: Sequence[Verdict]) -> Reply:

@@ -19,7 +19,7 @@ from multidict import CIMultiDictProxy, MultiMapping
 
 from sidecar.body import Body
 from sidecar.commands import Command, Kind, Verdict
-from sidecar.errors import Reason
+from sidecar.errors import Rejection
 from sidecar.reply import Reply
 from sidecar.rules import EdgeLimits, Stream
 
@@ -113,8 +113,9 @@ class Dialect(Protocol):
     ) -> Reply:
         """The client's answer to a batch with rejected commands (`upstream` None: all were)."""
 
-    def error_body(self, reason: Reason, message: str) -> bytes:
-        """The body of a rejected request."""
+    def error_reply(self, rejection: Rejection) -> Reply:
+        """The answer to a rejected request, in the form this format's SDKs act on
+        (`sidecar.reply.error_reply` is the standard one)."""
 
     def upstream_headers(self, stream: Stream, consumed: frozenset[str]) -> Mapping[str, str]:
         """Headers to set on the forwarded request, given the consumed credential headers."""

@@ -20,7 +20,7 @@ from sidecar.dialects.base import Endpoint, Payload, RequestView
 from sidecar.dialects.bloomreach_templates import TEMPLATES
 from sidecar.errors import Reason, Rejection
 from sidecar.jsoncodec import dump_json, parse_json
-from sidecar.reply import Reply
+from sidecar.reply import Reply, error_reply
 from sidecar.rules import EdgeLimits, SetName, Stream
 from sidecar.spelling import NAMES, Fields, KeyProblem, check_query
 
@@ -144,9 +144,12 @@ class Bloomreach:
         merged = [next(results) if v.forwarded else _own_result(v) for v in verdicts]
         return Reply(upstream.status, dump_json({**document, "results": merged}), upstream.headers)
 
-    def error_body(self, reason: Reason, message: str) -> bytes:
+    def error_reply(self, rejection: Rejection) -> Reply:
         """`{"success": false, "code": …, "errors": […]}`."""
-        return dump_json({"success": False, "code": reason.value, "errors": [message]})
+        reason, message = rejection.reason, rejection.message
+        return error_reply(
+            rejection, dump_json({"success": False, "code": reason.value, "errors": [message]})
+        )
 
     def upstream_headers(self, stream: Stream, consumed: frozenset[str]) -> Mapping[str, str]:
         """None: the stream ID travels in the URL, which is forwarded unchanged."""

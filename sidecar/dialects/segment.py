@@ -36,7 +36,7 @@ from sidecar.dialects.segment_decode import (
 )
 from sidecar.errors import Reason, Rejection
 from sidecar.jsoncodec import dump_json
-from sidecar.reply import Reply
+from sidecar.reply import Reply, error_reply
 from sidecar.rules import EdgeLimits, SetName, Stream
 from sidecar.spelling import check_query
 
@@ -197,9 +197,12 @@ class Segment:
             upstream.status, upstream.body, {**upstream.headers, REJECTED_HEADER: rejected}
         )
 
-    def error_body(self, reason: Reason, message: str) -> bytes:
+    def error_reply(self, rejection: Rejection) -> Reply:
         """`{"success": false, "code": …, "message": …}` (what analytics-python parses)."""
-        return dump_json({"success": False, "code": reason.value, "message": message})
+        reason, message = rejection.reason, rejection.message
+        return error_reply(
+            rejection, dump_json({"success": False, "code": reason.value, "message": message})
+        )
 
     def upstream_headers(self, stream: Stream, consumed: frozenset[str]) -> Mapping[str, str]:
         """When the client's Authorization was consumed (a secret or a JWT), the collector
