@@ -8,7 +8,8 @@ outcome here, so what explain reports is what the sidecar does:
 - `Answer`: nothing is left to forward (every command of a batch rejected): the
   sidecar answers as the collector would, in the dialect's form;
 - `Forward`: the body the collector gets — the received bytes when nothing
-  changed, else the dialect's rewrite.
+  changed (or the endpoint's body holds no commands, e.g. a companion endpoint
+  checked for its stream and token only), else the dialect's rewrite.
 """
 
 from __future__ import annotations
@@ -50,6 +51,8 @@ def outcome(endpoint: Endpoint, payload: Payload, decision: Decision, received: 
     if decision.rejection is not None:
         return Reject(decision.rejection)
     verdicts = decision.verdicts
+    if not verdicts:  # an endpoint whose body carries no commands: checked, forwarded as is
+        return Forward(received)
     if not endpoint.is_batch and not verdicts[0].forwarded:
         return Reject(Rejection(verdicts[0].reason or Reason.INTERNAL_ERROR, verdicts[0].message))
     if not decision.forwards_any:
