@@ -23,6 +23,7 @@ from sidecar.keytools import (
     parse_ttl,
     rsa_key_pair,
     shared_secret,
+    write_new_file,
 )
 from sidecar.rules import Rules
 from sidecar.schema import SCHEMA
@@ -69,6 +70,9 @@ def _parser() -> argparse.ArgumentParser:
     hmac = kinds.add_parser("hmac", help="an HMAC signing key (printed once)")
     hmac.add_argument("--alg", default="HS256", choices=["HS256", "HS384", "HS512"])
     hmac.add_argument("--kid", default=None, help="default: hmac-YYYY-MM")
+    hmac.add_argument(
+        "--out", type=Path, help="write the secret to this new file (mode 0600) instead of stdout"
+    )
     hmac.set_defaults(run=_keygen_hmac)
     rsa = kinds.add_parser("rsa", help="an RSA key pair as PEM files")
     rsa.add_argument("--bits", type=int, default=2048)
@@ -154,10 +158,18 @@ def _explain(args: argparse.Namespace) -> int:
 
 def _keygen_hmac(args: argparse.Namespace) -> int:
     kid = args.kid or time.strftime("hmac-%Y-%m")
-    print(f"kid: {kid}\nalg: {args.alg}\nsecret: {hmac_secret(args.alg)}")
+    secret = hmac_secret(args.alg)
+    if args.out is None:
+        print(f"kid: {kid}\nalg: {args.alg}\nsecret: {secret}")
+        source = "{env: YOUR_SECRET_VARIABLE}"
+        where = "Store the secret in a Secret (it is shown only now) and add to jwt.keys"
+    else:
+        write_new_file(args.out, f"{secret}\n".encode(), 0o600)
+        print(f"kid: {kid}\nalg: {args.alg}\nsecret: written to {args.out}")
+        source = f"{{file: {args.out}}}"
+        where = "Give the file to the signing backend and to trackgate, and add to jwt.keys"
     print(
-        "\n# Store the secret in a Secret (it is shown only now) and add to jwt.keys:\n"
-        f"#   - {{kid: {kid}, alg: {args.alg}, secret: {{env: YOUR_SECRET_VARIABLE}}}}",
+        f"\n# {where}:\n#   - {{kid: {kid}, alg: {args.alg}, secret: {source}}}",
         file=sys.stderr,
     )
     return 0

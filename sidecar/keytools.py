@@ -47,26 +47,55 @@ def shared_secret() -> SharedSecret:
 
 
 def rsa_key_pair(bits: int, directory: Path, kid: str) -> tuple[Path, Path]:
-    """Write `<kid>.key` (private, mode 0600) and `<kid>.pem` (public) into `directory`."""
+    """Write `<kid>.key` (private, mode 0600) and `<kid>.pem` (public) into `directory`.
+    Refuses to overwrite either file."""
     if bits < MIN_RSA_BITS:
         raise ToolError(f"RSA keys need at least {MIN_RSA_BITS} bits")
-    key = rsa.generate_private_key(public_exponent=65537, key_size=bits)
-    directory.mkdir(parents=True, exist_ok=True)
     private_path, public_path = directory / f"{kid}.key", directory / f"{kid}.pem"
+    for path in (private_path, public_path):
+        _refuse_existing(path)
+    key = rsa.generate_private_key(public_exponent=65537, key_size=bits)
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise ToolError(f"{directory}: cannot create the directory ({error.strerror})") from None
     private_pem = key.private_bytes(
         serialization.Encoding.PEM,
         serialization.PrivateFormat.PKCS8,
         serialization.NoEncryption(),
     )
-    descriptor = os.open(private_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(descriptor, "wb") as private_file:
-        private_file.write(private_pem)
-    public_path.write_bytes(
-        key.public_key().public_bytes(
-            serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
-        )
+    public_pem = key.public_key().public_bytes(
+        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
     )
+    write_new_file(private_path, private_pem, 0o600)
+    write_new_file(public_path, public_pem, 0o644)
     return private_path, public_path
+
+
+def write_new_file(path: Path, data: bytes, mode: int) -> None:
+    """Create `path` with `mode` and write `data`; an existing file is never replaced
+    (it may be a key in use)."""
+    _refuse_existing(path)
+    try:
+        descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
+    except FileExistsError:
+        raise ToolError(_exists(path)) from None
+    except OSError as error:
+        raise ToolError(f"{path}: cannot create the file ({error.strerror})") from None
+    with os.fdopen(descriptor, "wb") as file:
+        file.write(data)
+
+
+def _refuse_existing(path: Path) -> None:
+    if os.path.lexists(path):
+        raise ToolError(_exists(path))
+
+
+def _exists(path: Path) -> str:
+    return (
+        f"{path} already exists; refusing to overwrite a key "
+        "(choose another --kid or --out, or move the old file away first)"
+    )
 
 
 def parse_ttl(text: str) -> int:
