@@ -12,7 +12,7 @@ from pathlib import Path
 
 from sidecar import __version__, logs
 from sidecar.config import load_rules
-from sidecar.errors import ConfigError
+from sidecar.errors import ConfigError, StartupError
 from sidecar.explain import ExplainError, explain
 from sidecar.keytools import (
     ToolError,
@@ -31,13 +31,27 @@ from sidecar.workers import WORKER_ENV, supervise
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Entry point of the `trackgate` console script; returns the exit code."""
-    args = _parser().parse_args(argv)
+    """Entry point of the `trackgate` console script; returns the exit code. Every
+    failure a user can cause ends in one line naming what to fix, never a traceback."""
+    parser = _parser()
+    args = parser.parse_args(argv)
+    if getattr(args, "needs_config", False) and args.config is None:
+        parser.error(f"{args.command}: give --config PATH or set TRACKGATE_CONFIG")
     try:
         return int(args.run(args))
     except (ToolError, ExplainError) as error:
-        print(f"trackgate: {error}", file=sys.stderr)
-        return 2
+        return _fail(str(error), 2)
+    except StartupError as error:
+        return _fail(str(error), 1)
+    except OSError as error:  # a file named on the command line, a terminal gone
+        return _fail(f"{error.filename or ''}: {error.strerror or type(error).__name__}", 1)
+    except KeyboardInterrupt:
+        return 130
+
+
+def _fail(message: str, code: int) -> int:
+    print(f"trackgate: {message}", file=sys.stderr)
+    return code
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -103,14 +117,16 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _config_option(parser: argparse.ArgumentParser) -> None:
+    """`--config`, optional on the command line: $TRACKGATE_CONFIG is the default
+    (`main` says so when neither is given)."""
     default = os.environ.get("TRACKGATE_CONFIG")
     parser.add_argument(
         "--config",
         type=Path,
         default=Path(default) if default else None,
-        required=default is None,
         help="rules file (default: $TRACKGATE_CONFIG)",
     )
+    parser.set_defaults(needs_config=True)
 
 
 def _load(path: Path) -> Rules | None:
@@ -150,10 +166,17 @@ def _explain(args: argparse.Namespace) -> int:
     rules = _load(args.config)
     if rules is None:
         return 1
-    body = sys.stdin.buffer.read() if str(args.body) == "-" else args.body.read_bytes()
+    body = sys.stdin.buffer.read() if str(args.body) == "-" else _read(args.body)
     report = explain(rules, args.stream, body, args.endpoint, args.token)
     print(json.dumps(report, indent=2, ensure_ascii=False))
     return 0
+
+
+def _read(path: Path) -> bytes:
+    try:
+        return path.read_bytes()
+    except OSError as error:
+        raise ToolError(f"{path}: cannot read the body file ({error.strerror})") from None
 
 
 def _keygen_hmac(args: argparse.Namespace) -> int:

@@ -9,6 +9,7 @@ from urllib.parse import urlsplit
 from aiohttp import web
 
 from sidecar.app import serve
+from sidecar.errors import StartupError
 from sidecar.rules import Rules, StreamType
 
 DEMO_SECRET = "demo-backend-secret"  # its sha256 is in config/demo.yaml
@@ -19,7 +20,13 @@ async def run_demo(path: Path, rules: Rules) -> None:
     upstream = urlsplit(rules.server.upstream.url)
     runner = web.AppRunner(collector_app(), access_log=None)
     await runner.setup()
-    await web.TCPSite(runner, upstream.hostname, upstream.port).start()
+    try:
+        await web.TCPSite(runner, upstream.hostname, upstream.port).start()
+    except OSError as error:
+        await runner.cleanup()
+        setting = "server.upstream.url (the demo collector)"
+        host, port = upstream.hostname or "", upstream.port or 80
+        raise StartupError.cannot_listen(setting, host, port, error) from None
     print(f"demo collector listening on {rules.server.upstream.url}")
     print(curl_commands(rules))
     try:

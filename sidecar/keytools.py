@@ -20,6 +20,7 @@ from sidecar.keys import HMAC_MIN_BYTES, MIN_RSA_BITS
 
 _TTL = re.compile(r"^(\d+)([smhd]?)$")
 _UNITS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86_400}
+MAX_TTL_SECONDS = 90 * 86_400  # the default jwt.max_lifetime_days
 _CURVE_ALGS = {"secp256r1": "ES256", "secp384r1": "ES384", "secp521r1": "ES512"}
 
 
@@ -120,8 +121,16 @@ def parse_ids(pairs: list[str]) -> dict[str, str]:
 def mint_token(
     key: Any, kid: str, *, alg: str | None, ids: dict[str, str], ttl: int, subject: str | None
 ) -> str:
-    """A signed JWT with `ids` (and `sub`), expiring in `ttl` seconds."""
+    """A signed JWT with `ids` (and `sub`), expiring in `ttl` seconds. Refuses what
+    the sidecar would refuse: a short HMAC secret, a small RSA key, a lifetime past
+    the default `max_lifetime_days`."""
     alg = alg or default_alg(key)
+    check_signing_key(key, alg)
+    if ttl > MAX_TTL_SECONDS:
+        raise ToolError(
+            f"--ttl: at most {MAX_TTL_SECONDS // 86_400}d; trackgate rejects tokens whose exp "
+            "is further out than jwt.max_lifetime_days (default 90) as token_lifetime_too_long"
+        )
     now = int(time.time())
     claims: dict[str, Any] = {"iat": now, "exp": now + ttl}
     if ids:
@@ -134,6 +143,22 @@ def mint_token(
         return jwt.encode(claims, key, algorithm=alg, headers={"kid": kid})
     except (jwt.exceptions.PyJWTError, ValueError, TypeError) as error:
         raise ToolError(f"cannot sign with {alg}: {error}") from None
+
+
+def check_signing_key(key: Any, alg: str) -> None:
+    """The key checks the sidecar makes at load, on the signing side (no secret in
+    the message: only its length)."""
+    if isinstance(key, str | bytes) and alg in HMAC_MIN_BYTES:
+        length = len(key.encode() if isinstance(key, str) else key)
+        if length < HMAC_MIN_BYTES[alg]:
+            raise ToolError(
+                f"the {alg} secret is {length} bytes; trackgate refuses keys under "
+                f"{HMAC_MIN_BYTES[alg]} (make one with `trackgate keygen hmac --alg {alg}`)"
+            )
+    if isinstance(key, rsa.RSAPrivateKey) and key.key_size < MIN_RSA_BITS:
+        raise ToolError(
+            f"the RSA key has {key.key_size} bits; trackgate refuses keys under {MIN_RSA_BITS}"
+        )
 
 
 def load_signing_key(path: Path) -> Any:

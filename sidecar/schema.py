@@ -240,7 +240,7 @@ SCHEMA: dict[str, Any] = {
             },
         },
     },
-    "required": ["version", "streams"],
+    "required": ["version", "server", "streams"],
     "additionalProperties": False,
 }
 
