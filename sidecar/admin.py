@@ -9,6 +9,7 @@ from prometheus_client import CONTENT_TYPE_LATEST
 
 from sidecar.metrics import Metrics
 from sidecar.reload import RulesHolder
+from sidecar.response import without_banner
 from sidecar.rules import Access, Rules, SetName, Stream
 
 HOLDER = web.AppKey("holder", RulesHolder)
@@ -16,7 +17,7 @@ METRICS = web.AppKey("metrics", Metrics)
 
 
 def admin_app(holder: RulesHolder, metrics: Metrics) -> web.Application:
-    app = web.Application()
+    app = web.Application(middlewares=[without_banner])  # no `Server` header (SPEC §8)
     app[HOLDER] = holder
     app[METRICS] = metrics
     app.router.add_get("/metrics", _metrics)

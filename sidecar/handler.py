@@ -37,6 +37,7 @@ from sidecar.policy import Decision, decide
 from sidecar.reload import RulesHolder
 from sidecar.reply import Reply
 from sidecar.request_head import continue_if_expected
+from sidecar.response import Response
 from sidecar.rules import Rules, SetName, Stream, StreamType, Upstream
 from sidecar.sidechannels import cookie_rule, identity_drops
 from sidecar.streams import find_stream, named_stream
@@ -63,7 +64,7 @@ class Pipeline:
         self.verifier = verifier
         self.metrics = metrics
 
-    async def handle(self, request: web.BaseRequest) -> web.Response:
+    async def handle(self, request: web.BaseRequest) -> Response:
         """The aiohttp handler: run the stages, turn the outcome into a response."""
         exchange = Exchange(_request_id(request), time.monotonic())
         rules = self.holder.current  # read once: this request sees one rules version
@@ -85,7 +86,7 @@ class Pipeline:
             self.metrics.finished()
         exchange.status = reply.status
         self._record(exchange)
-        response = web.Response(status=reply.status, body=reply.body, headers=reply.headers)
+        response = Response(status=reply.status, body=reply.body, headers=reply.headers)
         response.headers.update(
             allow_headers(exchange.stream, request, preflight=exchange.preflight)
         )
