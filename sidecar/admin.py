@@ -84,6 +84,7 @@ def _stream(stream: Stream) -> dict[str, Any]:
         "id": stream.id,
         "type": stream.type.value,
         "dialect": stream.dialect,
+        "mode": stream.mode.value,
         "debug_headers": stream.debug_headers,
     }
     for set_name in SetName:

@@ -13,7 +13,7 @@ from pathlib import Path
 from sidecar import __version__, logs
 from sidecar.config import load_rules
 from sidecar.errors import ConfigError, StartupError
-from sidecar.explain import ExplainError, explain
+from sidecar.explain import ExplainError, explain, failures
 from sidecar.keytools import (
     ToolError,
     hmac_secret,
@@ -77,6 +77,13 @@ def _parser() -> argparse.ArgumentParser:
     explain_cmd.add_argument("--token", help="a JWT, as the client would send it")
     explain_cmd.add_argument("--endpoint", help="request path (default: by body shape)")
     explain_cmd.add_argument("body", type=Path, help="JSON body file (- for stdin)")
+    explain_cmd.add_argument(
+        "--fail-on",
+        action="append",
+        choices=["reject", "strip"],
+        default=[],
+        help="exit 1 when mode: enforce would reject (or strip) anything: a CI gate",
+    )
     explain_cmd.set_defaults(run=_explain)
 
     keygen = commands.add_parser("keygen", help="generate keys and secrets")
@@ -169,7 +176,10 @@ def _explain(args: argparse.Namespace) -> int:
     body = sys.stdin.buffer.read() if str(args.body) == "-" else _read(args.body)
     report = explain(rules, args.stream, body, args.endpoint, args.token)
     print(json.dumps(report, indent=2, ensure_ascii=False))
-    return 0
+    failed = failures(report, args.fail_on)
+    for message in failed:
+        print(f"trackgate: {message}", file=sys.stderr)
+    return 1 if failed else 0
 
 
 def _read(path: Path) -> bytes:

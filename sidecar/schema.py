@@ -144,6 +144,7 @@ SCHEMA: dict[str, Any] = {
                     "type": {"enum": ["public", "private"]},
                     "dialect": {"enum": list(BUILTIN)},
                     "template": {"enum": _TEMPLATE_NAMES},
+                    "mode": {"enum": ["enforce", "monitor"]},
                     "debug_headers": {"type": "boolean"},
                     "forward_cookies": {
                         "type": "array",

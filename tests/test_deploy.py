@@ -281,6 +281,7 @@ async def test_every_metric_in_the_dashboard_and_alerts_exists(
         "stripped",
         "jwt",
         "would reject",
+        "would strip",
         "latency",
         "in-flight",
         "reload",
