@@ -26,7 +26,7 @@ from sidecar.keytools import (
     write_new_file,
 )
 from sidecar.rules import Rules
-from sidecar.schema import SCHEMA
+from sidecar.schema_docs import documented_schema
 from sidecar.workers import WORKER_ENV, supervise
 
 
@@ -240,7 +240,7 @@ def _token(args: argparse.Namespace) -> int:
 
 
 def _schema(_: argparse.Namespace) -> int:
-    print(json.dumps(SCHEMA, indent=2))
+    print(json.dumps(documented_schema(), indent=2))
     return 0
 
 

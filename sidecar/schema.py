@@ -43,9 +43,7 @@ _DIALECT_OPTIONS = {
 
 _NAMES = {"type": "array", "items": {"type": "string", "minLength": 1}, "uniqueItems": True}
 
-_SOURCE = {
-    "description": "A secret or key is never inline: read it from an environment variable "
-    "or a file.",
+_SOURCE = {  # a secret or key is never inline: an environment variable or a file
     "type": "object",
     "properties": {
         "env": {"type": "string", "minLength": 1},
