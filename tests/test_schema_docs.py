@@ -13,9 +13,10 @@ import pytest
 
 from sidecar.cli import main
 from sidecar.config import load_rules
+from sidecar.field_tables import render
 from sidecar.rules import SetName
 from sidecar.schema import SCHEMA
-from sidecar.schema_docs import FIELDS, documented_schema, properties, render
+from sidecar.schema_docs import FIELDS, documented_schema, properties
 from tests.harness import ROOT
 
 DOCS = ROOT / "docs/configuration.md"
@@ -53,7 +54,7 @@ def test_the_docs_tables_are_generated_from_the_table_and_current() -> None:
     text = DOCS.read_text()
     assert text.count("<!-- fields ") >= 5
     assert render(text, documented_schema()) == text, (
-        "stale: run python -m sidecar.schema_docs docs/configuration.md"
+        "stale: run python -m sidecar.field_tables docs/configuration.md"
     )
     assert '`mode` | `"enforce"` |' in text  # a row, as rendered
 
