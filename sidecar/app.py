@@ -6,6 +6,7 @@ import asyncio
 import gc
 import os
 import signal
+import socket
 from pathlib import Path
 from typing import Any
 
@@ -35,7 +36,15 @@ DRAIN_GRACE_SECONDS = 5  # in-flight requests get the upstream timeout plus this
 LISTEN_BACKLOG = 1024
 GC_YOUNG_THRESHOLD = 10_000  # allocations between young-generation collections (default 700)
 
-__all__ = ["TrackingRunner", "admin_app", "event_loop_policy", "listen", "run", "serve"]
+__all__ = [
+    "TrackingRunner",
+    "admin_app",
+    "check_ports",
+    "event_loop_policy",
+    "listen",
+    "run",
+    "serve",
+]
 
 
 class TrackingRunner(web.ServerRunner):
@@ -161,6 +170,24 @@ async def listen(server: Server, *, tracking: web.BaseRunner, admin: web.BaseRun
             await site.start()
         except OSError as error:
             raise StartupError.cannot_listen(setting, host, port, error) from None
+
+
+def check_ports(server: Server) -> None:
+    """Before starting workers: both ports can be bound as the workers will bind them
+    (SO_REUSEPORT), else a `StartupError` naming the setting — a worker failing to
+    bind would otherwise be restarted forever."""
+    for setting, (host, port) in (
+        ("server.listen", server.listen),
+        ("server.admin_listen", server.admin_listen),
+    ):
+        family = socket.AF_INET6 if ":" in host else socket.AF_INET
+        with socket.socket(family, socket.SOCK_STREAM) as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+            try:
+                probe.bind((host, port))
+            except OSError as error:
+                raise StartupError.cannot_listen(setting, host, port, error) from None
 
 
 def settle_garbage_collector() -> None:

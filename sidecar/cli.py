@@ -147,13 +147,14 @@ def _load(path: Path) -> Rules | None:
 
 
 def _serve(args: argparse.Namespace) -> int:
-    from sidecar.app import run  # noqa: PLC0415 - only `serve` needs the server stack
+    from sidecar.app import check_ports, run  # noqa: PLC0415 - only `serve` needs the server
 
     rules = _load(args.config)
     if rules is None:
         return 1
     logs.configure()
     if rules.server.workers > 1 and WORKER_ENV not in os.environ:
+        check_ports(rules.server)
         return supervise(args.config, rules.server.workers)
     run(args.config, rules)
     return 0

@@ -55,7 +55,8 @@ def in_mode(stream: Stream, decision: Decision, commands: Sequence[Command]) -> 
     """The decision as `stream.mode` applies it. `monitor`: every command is forwarded
     as received — nothing stripped, no command dropped, no request rejected — and
     what `enforce` would have rejected or stripped moves to `would_reject` /
-    `would_strip`. A malformed command stays rejected: that is §5.1's check."""
+    `would_strip`. Rejects: nothing of its own; a malformed command stays
+    rejected (`malformed_payload`): that is §5.1's check, in every mode."""
     if stream.mode is Mode.ENFORCE:
         return decision
     if decision.rejection is not None:  # enforce stops the whole request

@@ -41,11 +41,12 @@ def busy_port() -> Iterator[int]:
         yield int(taken.getsockname()[1])
 
 
-def rules_file(path: Path, *, listen: int, admin: int, upstream: int) -> Path:
+def rules_file(path: Path, *, listen: int, admin: int, upstream: int, workers: int = 1) -> Path:
     path.write_text(
         f"""
 version: 1
 server:
+  workers: {workers}
   listen: "127.0.0.1:{listen}"
   admin_listen: "127.0.0.1:{admin}"
   shutdown_delay_seconds: 0
@@ -62,9 +63,9 @@ streams:
 
 
 @pytest.mark.parametrize("setting", ["server.listen", "server.admin_listen"])
-@pytest.mark.parametrize("command", ["serve", "demo"])
+@pytest.mark.parametrize(("command", "workers"), [("serve", 1), ("serve", 2), ("demo", 1)])
 def test_a_taken_port_names_its_setting_and_exits_1(
-    tmp_path: Path, busy_port: int, setting: str, command: str
+    tmp_path: Path, busy_port: int, setting: str, command: str, workers: int
 ) -> None:
     ports = {"server.listen": free_port(), "server.admin_listen": free_port()}
     ports[setting] = busy_port
@@ -73,6 +74,7 @@ def test_a_taken_port_names_its_setting_and_exits_1(
         listen=ports["server.listen"],
         admin=ports["server.admin_listen"],
         upstream=free_port(),
+        workers=workers,
     )
     result = trackgate(command, "--config", str(config))
     assert result.returncode == 1, result.stderr

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import io
 import json
+import time
 from pathlib import Path
 from typing import Any
 
@@ -55,8 +56,6 @@ def twin_streams(jwt: str = "enforce") -> str:
 
 
 def token(ids: dict[str, str], exp_in: int = 3600) -> str:
-    import time  # noqa: PLC0415
-
     claims = {"ids": ids, "exp": int(time.time()) + exp_in}
     return forge_hmac({"alg": "HS256", "kid": "k1", "typ": "JWT"}, claims, SECRET.encode())
 
