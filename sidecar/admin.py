@@ -8,15 +8,16 @@ from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST
 
 from sidecar.metrics import Metrics
-from sidecar.reload import RulesHolder
-from sidecar.rules import Access, Rules, SetName, Stream
+from sidecar.reload import RESTART_ONLY, RulesHolder
+from sidecar.response import without_banner
+from sidecar.rules import Access, Rules, Server, SetName, Stream
 
 HOLDER = web.AppKey("holder", RulesHolder)
 METRICS = web.AppKey("metrics", Metrics)
 
 
 def admin_app(holder: RulesHolder, metrics: Metrics) -> web.Application:
-    app = web.Application()
+    app = web.Application(middlewares=[without_banner])  # no `Server` header (SPEC §8)
     app[HOLDER] = holder
     app[METRICS] = metrics
     app.router.add_get("/metrics", _metrics)
@@ -52,18 +53,29 @@ async def _config(request: web.Request) -> web.Response:
     holder = request.app[HOLDER]
     if holder.current is None:
         return web.json_response({"error": "no rules are loaded"}, status=503)
-    return web.json_response(describe(holder.current, holder.loaded_at))
+    return web.json_response(describe(holder.current, holder.loaded_at, holder.started))
 
 
-def describe(rules: Rules, loaded_at: float | None) -> dict[str, Any]:
-    """The active rules without secret or key material: ids, algorithms, digest prefixes."""
+def describe(
+    rules: Rules, loaded_at: float | None, started: Server | None = None
+) -> dict[str, Any]:
+    """The active rules without secret or key material: ids, algorithms, digest prefixes.
+    The listeners and workers are the ones in force (`started`: set up at start); a
+    newer value the rules hold waits for a restart and shows in `restart_pending`."""
     server = rules.server
+    active = started or server
     return {
         "version": rules.version,
         "loaded_at": loaded_at,
+        "restart_pending": {
+            f"server.{name}": _setting(getattr(server, name))
+            for name in RESTART_ONLY
+            if getattr(server, name) != getattr(active, name)
+        },
         "server": {
-            "listen": ":".join(map(str, server.listen)),
-            "admin_listen": ":".join(map(str, server.admin_listen)),
+            "listen": _setting(active.listen),
+            "admin_listen": _setting(active.admin_listen),
+            "workers": active.workers,
             "max_body_bytes": server.max_body_bytes,
             "reload_interval_seconds": server.reload_interval_seconds,
             "shutdown_delay_seconds": server.shutdown_delay_seconds,
@@ -77,12 +89,18 @@ def describe(rules: Rules, loaded_at: float | None) -> dict[str, Any]:
     }
 
 
+def _setting(value: object) -> object:
+    """A `host:port` pair as written in the rules; anything else as it is."""
+    return ":".join(map(str, value)) if isinstance(value, tuple) else value
+
+
 def _stream(stream: Stream) -> dict[str, Any]:
     described: dict[str, Any] = {
         "name": stream.name,
         "id": stream.id,
         "type": stream.type.value,
         "dialect": stream.dialect,
+        "mode": stream.mode.value,
         "debug_headers": stream.debug_headers,
     }
     for set_name in SetName:

@@ -6,6 +6,7 @@ import asyncio
 import gc
 import os
 import signal
+import socket
 from pathlib import Path
 from typing import Any
 
@@ -19,11 +20,12 @@ from sidecar import logs
 from sidecar.admin import admin_app
 from sidecar.connections import Connections, connection_cap
 from sidecar.edge import EdgeServer
+from sidecar.errors import StartupError
 from sidecar.forward import upstream_pool
 from sidecar.handler import Pipeline
 from sidecar.metrics import Metrics
 from sidecar.reload import Reloader, RulesHolder
-from sidecar.rules import EdgeLimits, Rules
+from sidecar.rules import EdgeLimits, Rules, Server
 from sidecar.tokens import TokenVerifier
 
 MAX_BODY_READ = 2**62  # no cap of aiohttp's own: the rules' max_body_bytes applies
@@ -34,7 +36,15 @@ DRAIN_GRACE_SECONDS = 5  # in-flight requests get the upstream timeout plus this
 LISTEN_BACKLOG = 1024
 GC_YOUNG_THRESHOLD = 10_000  # allocations between young-generation collections (default 700)
 
-__all__ = ["TrackingRunner", "admin_app", "event_loop_policy", "run", "serve"]
+__all__ = [
+    "TrackingRunner",
+    "admin_app",
+    "check_ports",
+    "event_loop_policy",
+    "listen",
+    "run",
+    "serve",
+]
 
 
 class TrackingRunner(web.ServerRunner):
@@ -111,13 +121,12 @@ async def serve(path: Path, rules: Rules) -> None:
     shutdown_timeout = server.upstream.timeout_seconds + DRAIN_GRACE_SECONDS
     tracking = TrackingRunner(holder, metrics, shutdown_timeout=shutdown_timeout)
     admin = admin_runner(holder, metrics, server.limits)
-    shared = server.workers > 1  # every worker binds the same ports
-    for runner, (host, port) in ((tracking, server.listen), (admin, server.admin_listen)):
-        await runner.setup()
-        site = web.TCPSite(
-            runner, host, port, backlog=LISTEN_BACKLOG, reuse_address=True, reuse_port=shared
-        )
-        await site.start()
+    try:
+        await listen(server, tracking=tracking, admin=admin)
+    except StartupError:
+        await tracking.cleanup()
+        await admin.cleanup()
+        raise
     settle_garbage_collector()
     logs.event(
         "listening",
@@ -142,6 +151,43 @@ async def serve(path: Path, rules: Rules) -> None:
     await tracking.cleanup()  # closes the listener, waits (bounded) for in-flight requests
     await admin.cleanup()
     logs.event("stopped")
+
+
+async def listen(server: Server, *, tracking: web.BaseRunner, admin: web.BaseRunner) -> None:
+    """Bind both listeners. A port that cannot be bound is a `StartupError` naming
+    its setting (`server.listen` or `server.admin_listen`)."""
+    shared = server.workers > 1  # every worker binds the same ports
+    listeners = (
+        (tracking, server.listen, "server.listen"),
+        (admin, server.admin_listen, "server.admin_listen"),
+    )
+    for runner, (host, port), setting in listeners:
+        await runner.setup()
+        site = web.TCPSite(
+            runner, host, port, backlog=LISTEN_BACKLOG, reuse_address=True, reuse_port=shared
+        )
+        try:
+            await site.start()
+        except OSError as error:
+            raise StartupError.cannot_listen(setting, host, port, error) from None
+
+
+def check_ports(server: Server) -> None:
+    """Before starting workers: both ports can be bound as the workers will bind them
+    (SO_REUSEPORT), else a `StartupError` naming the setting — a worker failing to
+    bind would otherwise be restarted forever."""
+    for setting, (host, port) in (
+        ("server.listen", server.listen),
+        ("server.admin_listen", server.admin_listen),
+    ):
+        family = socket.AF_INET6 if ":" in host else socket.AF_INET
+        with socket.socket(family, socket.SOCK_STREAM) as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+            try:
+                probe.bind((host, port))
+            except OSError as error:
+                raise StartupError.cannot_listen(setting, host, port, error) from None
 
 
 def settle_garbage_collector() -> None:

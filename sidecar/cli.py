@@ -12,8 +12,8 @@ from pathlib import Path
 
 from sidecar import __version__, logs
 from sidecar.config import load_rules
-from sidecar.errors import ConfigError
-from sidecar.explain import ExplainError, explain
+from sidecar.errors import ConfigError, StartupError
+from sidecar.explain import ExplainError, explain, failures
 from sidecar.keytools import (
     ToolError,
     hmac_secret,
@@ -23,20 +23,35 @@ from sidecar.keytools import (
     parse_ttl,
     rsa_key_pair,
     shared_secret,
+    write_new_file,
 )
 from sidecar.rules import Rules
-from sidecar.schema import SCHEMA
+from sidecar.schema_docs import documented_schema
 from sidecar.workers import WORKER_ENV, supervise
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Entry point of the `trackgate` console script; returns the exit code."""
-    args = _parser().parse_args(argv)
+    """Entry point of the `trackgate` console script; returns the exit code. Every
+    failure a user can cause ends in one line naming what to fix, never a traceback."""
+    parser = _parser()
+    args = parser.parse_args(argv)
+    if getattr(args, "needs_config", False) and args.config is None:
+        parser.error(f"{args.command}: give --config PATH or set TRACKGATE_CONFIG")
     try:
         return int(args.run(args))
     except (ToolError, ExplainError) as error:
-        print(f"trackgate: {error}", file=sys.stderr)
-        return 2
+        return _fail(str(error), 2)
+    except StartupError as error:
+        return _fail(str(error), 1)
+    except OSError as error:  # a file named on the command line, a terminal gone
+        return _fail(f"{error.filename or ''}: {error.strerror or type(error).__name__}", 1)
+    except KeyboardInterrupt:
+        return 130
+
+
+def _fail(message: str, code: int) -> int:
+    print(f"trackgate: {message}", file=sys.stderr)
+    return code
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -62,6 +77,13 @@ def _parser() -> argparse.ArgumentParser:
     explain_cmd.add_argument("--token", help="a JWT, as the client would send it")
     explain_cmd.add_argument("--endpoint", help="request path (default: by body shape)")
     explain_cmd.add_argument("body", type=Path, help="JSON body file (- for stdin)")
+    explain_cmd.add_argument(
+        "--fail-on",
+        action="append",
+        choices=["reject", "strip"],
+        default=[],
+        help="exit 1 when mode: enforce would reject (or strip) anything: a CI gate",
+    )
     explain_cmd.set_defaults(run=_explain)
 
     keygen = commands.add_parser("keygen", help="generate keys and secrets")
@@ -69,6 +91,9 @@ def _parser() -> argparse.ArgumentParser:
     hmac = kinds.add_parser("hmac", help="an HMAC signing key (printed once)")
     hmac.add_argument("--alg", default="HS256", choices=["HS256", "HS384", "HS512"])
     hmac.add_argument("--kid", default=None, help="default: hmac-YYYY-MM")
+    hmac.add_argument(
+        "--out", type=Path, help="write the secret to this new file (mode 0600) instead of stdout"
+    )
     hmac.set_defaults(run=_keygen_hmac)
     rsa = kinds.add_parser("rsa", help="an RSA key pair as PEM files")
     rsa.add_argument("--bits", type=int, default=2048)
@@ -99,14 +124,16 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _config_option(parser: argparse.ArgumentParser) -> None:
+    """`--config`, optional on the command line: $TRACKGATE_CONFIG is the default
+    (`main` says so when neither is given)."""
     default = os.environ.get("TRACKGATE_CONFIG")
     parser.add_argument(
         "--config",
         type=Path,
         default=Path(default) if default else None,
-        required=default is None,
         help="rules file (default: $TRACKGATE_CONFIG)",
     )
+    parser.set_defaults(needs_config=True)
 
 
 def _load(path: Path) -> Rules | None:
@@ -120,13 +147,14 @@ def _load(path: Path) -> Rules | None:
 
 
 def _serve(args: argparse.Namespace) -> int:
-    from sidecar.app import run  # noqa: PLC0415 - only `serve` needs the server stack
+    from sidecar.app import check_ports, run  # noqa: PLC0415 - only `serve` needs the server
 
     rules = _load(args.config)
     if rules is None:
         return 1
     logs.configure()
     if rules.server.workers > 1 and WORKER_ENV not in os.environ:
+        check_ports(rules.server)
         return supervise(args.config, rules.server.workers)
     run(args.config, rules)
     return 0
@@ -146,18 +174,36 @@ def _explain(args: argparse.Namespace) -> int:
     rules = _load(args.config)
     if rules is None:
         return 1
-    body = sys.stdin.buffer.read() if str(args.body) == "-" else args.body.read_bytes()
+    body = sys.stdin.buffer.read() if str(args.body) == "-" else _read(args.body)
     report = explain(rules, args.stream, body, args.endpoint, args.token)
     print(json.dumps(report, indent=2, ensure_ascii=False))
-    return 0
+    failed = failures(report, args.fail_on)
+    for message in failed:
+        print(f"trackgate: {message}", file=sys.stderr)
+    return 1 if failed else 0
+
+
+def _read(path: Path) -> bytes:
+    try:
+        return path.read_bytes()
+    except OSError as error:
+        raise ToolError(f"{path}: cannot read the body file ({error.strerror})") from None
 
 
 def _keygen_hmac(args: argparse.Namespace) -> int:
     kid = args.kid or time.strftime("hmac-%Y-%m")
-    print(f"kid: {kid}\nalg: {args.alg}\nsecret: {hmac_secret(args.alg)}")
+    secret = hmac_secret(args.alg)
+    if args.out is None:
+        print(f"kid: {kid}\nalg: {args.alg}\nsecret: {secret}")
+        source = "{env: YOUR_SECRET_VARIABLE}"
+        where = "Store the secret in a Secret (it is shown only now) and add to jwt.keys"
+    else:
+        write_new_file(args.out, f"{secret}\n".encode(), 0o600)
+        print(f"kid: {kid}\nalg: {args.alg}\nsecret: written to {args.out}")
+        source = f"{{file: {args.out}}}"
+        where = "Give the file to the signing backend and to trackgate, and add to jwt.keys"
     print(
-        "\n# Store the secret in a Secret (it is shown only now) and add to jwt.keys:\n"
-        f"#   - {{kid: {kid}, alg: {args.alg}, secret: {{env: YOUR_SECRET_VARIABLE}}}}",
+        f"\n# {where}:\n#   - {{kid: {kid}, alg: {args.alg}, secret: {source}}}",
         file=sys.stderr,
     )
     return 0
@@ -195,7 +241,7 @@ def _token(args: argparse.Namespace) -> int:
 
 
 def _schema(_: argparse.Namespace) -> int:
-    print(json.dumps(SCHEMA, indent=2))
+    print(json.dumps(documented_schema(), indent=2))
     return 0
 
 

@@ -49,6 +49,8 @@ class Verdict:
     message: str = ""
     stripped: Mapping[SetName, tuple[str, ...]] = field(default_factory=lambda: _EMPTY)
     would_reject: tuple[Reason, ...] = ()  # monitor mode: what enforce would have done
+    # `mode: monitor`: what enforce would have stripped (nothing is, SPEC §5.2a)
+    would_strip: Mapping[SetName, tuple[str, ...]] = field(default_factory=lambda: _EMPTY)
     forwarded: bool = field(init=False)  # reason is None
     modified: bool = field(init=False)  # something is stripped
 

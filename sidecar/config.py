@@ -33,6 +33,7 @@ from sidecar.rules import (
     EdgeLimits,
     Enforcement,
     JwtSettings,
+    Mode,
     Permissions,
     PermissionSet,
     Rules,
@@ -218,6 +219,7 @@ def _compile_stream(raw: Mapping[str, Any], path: str, reader: SourceReader) -> 
         debug_headers=raw.get("debug_headers", False),
         options=_options(dialect, raw, path),
         forward_cookies=frozenset(raw.get("forward_cookies", ())),
+        mode=Mode(raw.get("mode", Mode.ENFORCE.value)),
     )
 
 

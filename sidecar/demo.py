@@ -9,6 +9,7 @@ from urllib.parse import urlsplit
 from aiohttp import web
 
 from sidecar.app import serve
+from sidecar.errors import StartupError
 from sidecar.rules import Rules, StreamType
 
 DEMO_SECRET = "demo-backend-secret"  # its sha256 is in config/demo.yaml
@@ -19,9 +20,15 @@ async def run_demo(path: Path, rules: Rules) -> None:
     upstream = urlsplit(rules.server.upstream.url)
     runner = web.AppRunner(collector_app(), access_log=None)
     await runner.setup()
-    await web.TCPSite(runner, upstream.hostname, upstream.port).start()
+    try:
+        await web.TCPSite(runner, upstream.hostname, upstream.port).start()
+    except OSError as error:
+        await runner.cleanup()
+        setting = "server.upstream.url (the demo collector)"
+        host, port = upstream.hostname or "", upstream.port or 80
+        raise StartupError.cannot_listen(setting, host, port, error) from None
     print(f"demo collector listening on {rules.server.upstream.url}")
-    print(curl_commands(rules))
+    print(curl_commands(rules, path))
     try:
         await serve(path, rules)
     finally:
@@ -45,7 +52,7 @@ async def _collect(request: web.Request) -> web.Response:
     return web.json_response({"success": True})
 
 
-def curl_commands(rules: Rules) -> str:
+def curl_commands(rules: Rules, path: Path) -> str:
     """Ready-to-paste commands showing each outcome against the demo rules."""
     host, port = rules.server.listen
     base = f"http://{'127.0.0.1' if host in ('0.0.0.0', '') else host}:{port}"  # noqa: S104
@@ -75,6 +82,10 @@ def curl_commands(rules: Rules) -> str:
             "# 4b. ... and with it: 200",
             f"{post} -H 'X-Stream-Secret: {DEMO_SECRET}' '{events}{backend.id}' -d '{private}'",
             "",
+            f"Edit {path} while this runs: trackgate reloads it within a second. (Its web",
+            "stream starts from `template: public`, which allows view_item and the other",
+            "browsing events: to reject one, move it from `allow` to `deny`, e.g.",
+            "`event_types: {allow: [page_visit], deny: [view_item]}`.)",
             "Ctrl-C stops the sidecar and the collector.",
         ]
     )

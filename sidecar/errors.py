@@ -7,6 +7,7 @@ HTTP status belongs to the code, so it is decided here and nowhere else.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
@@ -140,3 +141,15 @@ class ConfigError(Exception):
         super().__init__("\n".join(problems))
         self.problems = problems
         self.sources = tuple(sources)  # files the failed load read: the watcher watches them
+
+
+class StartupError(Exception):
+    """The process cannot start as configured (e.g. a port is taken). The message
+    names the setting to change: `server.listen: cannot listen on …`."""
+
+    @classmethod
+    def cannot_listen(cls, setting: str, host: str, port: int, error: OSError) -> StartupError:
+        """A failed bind, e.g. `server.listen: cannot listen on 0.0.0.0:8080: address
+        already in use`."""
+        reason = os.strerror(error.errno) if error.errno else type(error).__name__
+        return cls(f"{setting}: cannot listen on {host}:{port}: {reason.lower()}")

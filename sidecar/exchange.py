@@ -31,6 +31,7 @@ class Exchange:
     command_reasons: list[Reason] = field(default_factory=list)  # one per rejected command
     stripped: dict[tuple[SetName, str], int] = field(default_factory=dict)  # name → count
     would_reject: list[Reason] = field(default_factory=list)
+    would_strip: dict[tuple[SetName, str], int] = field(default_factory=dict)  # mode: monitor
     upstream_status: int | None = None
     upstream_seconds: float | None = None
     preflight: bool = False  # a CORS preflight the sidecar answers itself (not forwarded)

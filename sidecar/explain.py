@@ -1,9 +1,11 @@
 """`trackgate explain`: the decision for a body, without sending anything (SPEC §7).
 
-It runs the same stages as the handler — decode, token, decide, encode — on a
-body from a file, and reports per command what would be forwarded, rejected or
-stripped, and the exact body the collector would receive. Stream secrets are
-not checked (explain is for the rules, not for credentials).
+It runs the same stages as the handler — decode, token, decide, mode, encode —
+on a body from a file, and reports per command what would be forwarded,
+rejected or stripped, and the exact body the collector would receive; for a
+stream in shadow mode (`mode: monitor`) both outcomes, what it does and what
+`enforce` would do. Stream secrets are not checked (explain is for the rules,
+not for credentials).
 """
 
 from __future__ import annotations
@@ -13,11 +15,11 @@ from typing import Any
 from sidecar.auth import Principal, TokenState, principal_for
 from sidecar.body import Body
 from sidecar.commands import Verdict
-from sidecar.dialects import Endpoint
+from sidecar.dialects import Endpoint, Payload
 from sidecar.errors import Rejection
 from sidecar.jsoncodec import parse_json
-from sidecar.outcome import Answer, Reject, outcome
-from sidecar.policy import decide
+from sidecar.outcome import Answer, Reject, in_mode, outcome
+from sidecar.policy import Decision, decide
 from sidecar.rules import Rules, Stream
 from sidecar.tokens import TokenVerifier
 
@@ -29,9 +31,16 @@ class ExplainError(Exception):
 def explain(
     rules: Rules, stream_name: str, body: bytes, endpoint: str | None, token: str | None
 ) -> dict[str, Any]:
-    """The decision for `body` sent by `stream_name` to `endpoint`, as a JSON-able dict."""
+    """The decision for `body` sent by `stream_name` to `endpoint`, as a JSON-able dict:
+    what the sidecar does (`request`, `commands`, `forwarded_body`), for a `mode:
+    monitor` stream also what `mode: enforce` would do (`enforce`), and in `would`
+    every rejection and strip enforce would make (for `--fail-on`)."""
     stream = _stream(rules, stream_name)
-    report: dict[str, Any] = {"stream": stream.name, "rules_version": rules.version}
+    report: dict[str, Any] = {
+        "stream": stream.name,
+        "rules_version": rules.version,
+        "mode": stream.mode.value,
+    }
     try:
         parsed = Body(body)
         matched = _endpoint(rules, stream, endpoint, parsed.document())
@@ -40,11 +49,27 @@ def explain(
         principal = principal_for(stream, token, TokenVerifier())
         report.update(_token(principal))
     except Rejection as rejection:
+        report["would"] = {"reject": {rejection.reason.value: 1}, "strip": {}}
         return {**report, **_rejected(rejection), "commands": [], "forwarded_body": None}
-    decision = decide(stream, principal, payload.commands)
-    report["commands"] = [_command(i, v) for i, v in enumerate(decision.verdicts)]
-    report["would_reject"] = [r.value for r in decision.would_reject]
-    then = outcome(matched, payload, decision, body)
+    enforced = decide(stream, principal, payload.commands)
+    applied = in_mode(stream, enforced, payload.commands)
+    report.update(_applied(matched, payload, applied, body))
+    if applied is not enforced:
+        report["enforce"] = _applied(matched, payload, enforced, body)
+    report["would"] = _would(enforced)
+    return report
+
+
+def _applied(
+    endpoint: Endpoint, payload: Payload, decision: Decision, body: bytes
+) -> dict[str, Any]:
+    """What becomes of the request under `decision`: the request's fate, each
+    command's, and the body the collector would receive."""
+    report: dict[str, Any] = {
+        "commands": [_command(i, v) for i, v in enumerate(decision.verdicts)],
+        "would_reject": [r.value for r in decision.would_reject],
+    }
+    then = outcome(endpoint, payload, decision, body)
     if isinstance(then, Reject):
         return {**report, **_rejected(then.rejection), "forwarded_body": None}
     if isinstance(then, Answer):
@@ -52,6 +77,32 @@ def explain(
         return {**report, "request": answered, "forwarded_body": None}
     forwarded = {"outcome": "forwarded", "status": None}
     return {**report, "request": forwarded, "forwarded_body": parse_json(then.body)}
+
+
+def _would(decision: Decision) -> dict[str, Any]:
+    """Every rejection (with its count) and every stripped name of an enforced decision,
+    the would-rejects of JWT `monitor` included."""
+    reasons = [decision.rejection.reason] if decision.rejection else []
+    reasons.extend(decision.would_reject)
+    stripped: dict[str, set[str]] = {}
+    for verdict in decision.verdicts:
+        reasons.extend([verdict.reason] if verdict.reason else [])
+        reasons.extend(verdict.would_reject)
+        for set_name, names in verdict.stripped.items():
+            stripped.setdefault(set_name.value, set()).update(names)
+    counts = {r.value: reasons.count(r) for r in dict.fromkeys(reasons)}
+    return {"reject": counts, "strip": {s: sorted(n) for s, n in stripped.items()}}
+
+
+def failures(report: dict[str, Any], kinds: list[str]) -> list[str]:
+    """`--fail-on`: one message per kind (`reject`, `strip`) enforce would do."""
+    messages = []
+    for kind in dict.fromkeys(kinds):
+        found = report["would"][kind]
+        if found:
+            listed = (f"{k}: {v if kind == 'reject' else ', '.join(v)}" for k, v in found.items())
+            messages.append(f"--fail-on {kind}: enforce would {kind} ({'; '.join(listed)})")
+    return messages
 
 
 def _token(principal: Principal) -> dict[str, str]:
@@ -100,4 +151,5 @@ def _command(index: int, verdict: Verdict) -> dict[str, Any]:
         "message": verdict.message or None,
         "stripped": {s.value: list(names) for s, names in verdict.stripped.items()},
         "would_reject": [r.value for r in verdict.would_reject],
+        "would_strip": {s.value: list(names) for s, names in verdict.would_strip.items()},
     }

@@ -1,7 +1,7 @@
 """The request pipeline, top to bottom, and the one place a rejection becomes HTTP.
 
     endpoint → method → body → stream → origin → secret → decode → token → decide
-             → encode → forward (or answer locally) → reply → metrics + access log
+             → mode → encode → forward (or answer locally) → reply → metrics + access log
 
 CORS preflights (`OPTIONS`) take a short path: endpoint → stream (from the URL)
 → answered by `cors`, or forwarded when no stream in play uses CORS.
@@ -32,11 +32,12 @@ from sidecar.errors import Reason, Rejection
 from sidecar.exchange import Exchange
 from sidecar.forward import Outgoing, forward, upstream_pool
 from sidecar.metrics import Metrics
-from sidecar.outcome import Answer, Reject, outcome
+from sidecar.outcome import Answer, Reject, in_mode, outcome
 from sidecar.policy import Decision, decide
 from sidecar.reload import RulesHolder
 from sidecar.reply import Reply
 from sidecar.request_head import continue_if_expected
+from sidecar.response import Response
 from sidecar.rules import Rules, SetName, Stream, StreamType, Upstream
 from sidecar.sidechannels import cookie_rule, identity_drops
 from sidecar.streams import find_stream, named_stream
@@ -63,7 +64,7 @@ class Pipeline:
         self.verifier = verifier
         self.metrics = metrics
 
-    async def handle(self, request: web.BaseRequest) -> web.Response:
+    async def handle(self, request: web.BaseRequest) -> Response:
         """The aiohttp handler: run the stages, turn the outcome into a response."""
         exchange = Exchange(_request_id(request), time.monotonic())
         rules = self.holder.current  # read once: this request sees one rules version
@@ -85,7 +86,7 @@ class Pipeline:
             self.metrics.finished()
         exchange.status = reply.status
         self._record(exchange)
-        response = web.Response(status=reply.status, body=reply.body, headers=reply.headers)
+        response = Response(status=reply.status, body=reply.body, headers=reply.headers)
         response.headers.update(
             allow_headers(exchange.stream, request, preflight=exchange.preflight)
         )
@@ -128,7 +129,7 @@ class Pipeline:
         exchange.commands = len(payload.commands)
         principal = token_principal(stream, request.headers, self.verifier)
         exchange.token_result = _token_result(principal)
-        decision = decide(stream, principal, payload.commands)
+        decision = in_mode(stream, decide(stream, principal, payload.commands), payload.commands)
         record_decision(exchange, decision)
         then = outcome(endpoint, payload, decision, body.raw)
         if isinstance(then, Reject):
@@ -236,6 +237,10 @@ def record_decision(exchange: Exchange, decision: Decision) -> None:
     exchange.would_reject.extend(decision.would_reject)
     for verdict, count in decision.tally:
         exchange.would_reject.extend(verdict.would_reject * count)
+        for set_name, names in verdict.would_strip.items():
+            for name in names:
+                key = (set_name, name)
+                exchange.would_strip[key] = exchange.would_strip.get(key, 0) + count
         if not verdict.forwarded:
             exchange.command_reasons.extend([verdict.reason or Reason.INTERNAL_ERROR] * count)
             continue

@@ -20,6 +20,7 @@ from sidecar.keys import HMAC_MIN_BYTES, MIN_RSA_BITS
 
 _TTL = re.compile(r"^(\d+)([smhd]?)$")
 _UNITS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86_400}
+MAX_TTL_SECONDS = 90 * 86_400  # the default jwt.max_lifetime_days
 _CURVE_ALGS = {"secp256r1": "ES256", "secp384r1": "ES384", "secp521r1": "ES512"}
 
 
@@ -47,26 +48,55 @@ def shared_secret() -> SharedSecret:
 
 
 def rsa_key_pair(bits: int, directory: Path, kid: str) -> tuple[Path, Path]:
-    """Write `<kid>.key` (private, mode 0600) and `<kid>.pem` (public) into `directory`."""
+    """Write `<kid>.key` (private, mode 0600) and `<kid>.pem` (public) into `directory`.
+    Refuses to overwrite either file."""
     if bits < MIN_RSA_BITS:
         raise ToolError(f"RSA keys need at least {MIN_RSA_BITS} bits")
-    key = rsa.generate_private_key(public_exponent=65537, key_size=bits)
-    directory.mkdir(parents=True, exist_ok=True)
     private_path, public_path = directory / f"{kid}.key", directory / f"{kid}.pem"
+    for path in (private_path, public_path):
+        _refuse_existing(path)
+    key = rsa.generate_private_key(public_exponent=65537, key_size=bits)
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise ToolError(f"{directory}: cannot create the directory ({error.strerror})") from None
     private_pem = key.private_bytes(
         serialization.Encoding.PEM,
         serialization.PrivateFormat.PKCS8,
         serialization.NoEncryption(),
     )
-    descriptor = os.open(private_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(descriptor, "wb") as private_file:
-        private_file.write(private_pem)
-    public_path.write_bytes(
-        key.public_key().public_bytes(
-            serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
-        )
+    public_pem = key.public_key().public_bytes(
+        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
     )
+    write_new_file(private_path, private_pem, 0o600)
+    write_new_file(public_path, public_pem, 0o644)
     return private_path, public_path
+
+
+def write_new_file(path: Path, data: bytes, mode: int) -> None:
+    """Create `path` with `mode` and write `data`; an existing file is never replaced
+    (it may be a key in use)."""
+    _refuse_existing(path)
+    try:
+        descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
+    except FileExistsError:
+        raise ToolError(_exists(path)) from None
+    except OSError as error:
+        raise ToolError(f"{path}: cannot create the file ({error.strerror})") from None
+    with os.fdopen(descriptor, "wb") as file:
+        file.write(data)
+
+
+def _refuse_existing(path: Path) -> None:
+    if os.path.lexists(path):
+        raise ToolError(_exists(path))
+
+
+def _exists(path: Path) -> str:
+    return (
+        f"{path} already exists; refusing to overwrite a key "
+        "(choose another --kid or --out, or move the old file away first)"
+    )
 
 
 def parse_ttl(text: str) -> int:
@@ -91,8 +121,16 @@ def parse_ids(pairs: list[str]) -> dict[str, str]:
 def mint_token(
     key: Any, kid: str, *, alg: str | None, ids: dict[str, str], ttl: int, subject: str | None
 ) -> str:
-    """A signed JWT with `ids` (and `sub`), expiring in `ttl` seconds."""
+    """A signed JWT with `ids` (and `sub`), expiring in `ttl` seconds. Refuses what
+    the sidecar would refuse: a short HMAC secret, a small RSA key, a lifetime past
+    the default `max_lifetime_days`."""
     alg = alg or default_alg(key)
+    check_signing_key(key, alg)
+    if ttl > MAX_TTL_SECONDS:
+        raise ToolError(
+            f"--ttl: at most {MAX_TTL_SECONDS // 86_400}d; trackgate rejects tokens whose exp "
+            "is further out than jwt.max_lifetime_days (default 90) as token_lifetime_too_long"
+        )
     now = int(time.time())
     claims: dict[str, Any] = {"iat": now, "exp": now + ttl}
     if ids:
@@ -105,6 +143,22 @@ def mint_token(
         return jwt.encode(claims, key, algorithm=alg, headers={"kid": kid})
     except (jwt.exceptions.PyJWTError, ValueError, TypeError) as error:
         raise ToolError(f"cannot sign with {alg}: {error}") from None
+
+
+def check_signing_key(key: Any, alg: str) -> None:
+    """The key checks the sidecar makes at load, on the signing side (no secret in
+    the message: only its length)."""
+    if isinstance(key, str | bytes) and alg in HMAC_MIN_BYTES:
+        length = len(key.encode() if isinstance(key, str) else key)
+        if length < HMAC_MIN_BYTES[alg]:
+            raise ToolError(
+                f"the {alg} secret is {length} bytes; trackgate refuses keys under "
+                f"{HMAC_MIN_BYTES[alg]} (make one with `trackgate keygen hmac --alg {alg}`)"
+            )
+    if isinstance(key, rsa.RSAPrivateKey) and key.key_size < MIN_RSA_BITS:
+        raise ToolError(
+            f"the RSA key has {key.key_size} bits; trackgate refuses keys under {MIN_RSA_BITS}"
+        )
 
 
 def load_signing_key(path: Path) -> Any:

@@ -8,7 +8,7 @@ and which id types it can carry at all.
 from __future__ import annotations
 
 from sidecar.dialects import Dialect
-from sidecar.rules import Access, Enforcement, SetName, Stream, StreamType
+from sidecar.rules import Access, Enforcement, Mode, SetName, Stream, StreamType
 
 PLACEHOLDER_PREFIX = b"REPLACE-ME"  # the placeholder secrets shipped in deploy/
 
@@ -16,6 +16,7 @@ PLACEHOLDER_PREFIX = b"REPLACE-ME"  # the placeholder secrets shipped in deploy/
 def lint(stream: Stream, dialect: Dialect) -> list[str]:
     """Every warning for one compiled stream of `dialect`."""
     checks = (
+        _shadow_mode,
         _signed_only_off,
         _placeholder_keys,
         _all_cookies,
@@ -24,6 +25,16 @@ def lint(stream: Stream, dialect: Dialect) -> list[str]:
         _unknown_id_types,
     )
     return [f"stream {stream.name!r}: {w}" for check in checks for w in check(stream, dialect)]
+
+
+def _shadow_mode(stream: Stream, dialect: Dialect) -> list[str]:
+    if stream.mode is Mode.MONITOR:
+        return [
+            "mode is monitor: nothing is stripped or rejected on this stream, only counted "
+            "(trackgate_would_reject_total, trackgate_would_strip_total); set mode: enforce "
+            "when the counts are what you expect"
+        ]
+    return []
 
 
 def _signed_only_off(stream: Stream, dialect: Dialect) -> list[str]:

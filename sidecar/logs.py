@@ -19,7 +19,9 @@ from typing import Any, TextIO
 
 import orjson
 
+from sidecar.errors import Reason
 from sidecar.exchange import Exchange
+from sidecar.rules import SetName
 
 EVENTS = logging.getLogger("trackgate")
 
@@ -114,9 +116,6 @@ class AccessLog:
 
 def _line(exchange: Exchange) -> str:
     """The access-log line: names, counts and codes only."""
-    stripped: dict[str, int] = {}
-    for (set_name, _), count in exchange.stripped.items():
-        stripped[set_name.value] = stripped.get(set_name.value, 0) + count
     line = {
         "time": _now(),
         "level": "info",
@@ -130,11 +129,29 @@ def _line(exchange: Exchange) -> str:
         "reason": exchange.reason.value if exchange.reason else None,
         "commands_forwarded": exchange.commands_forwarded,
         "commands_rejected": exchange.commands_rejected,
-        "stripped": stripped,
+        "stripped": _per_set(exchange.stripped),
+        "would_reject": _per_reason(exchange.would_reject),
+        "would_strip": _per_set(exchange.would_strip),
         "duration_ms": round((time.monotonic() - exchange.started) * 1000, 3),
         "upstream_status": exchange.upstream_status,
     }
     return orjson.dumps(line).decode() + "\n"
+
+
+def _per_reason(reasons: list[Reason]) -> dict[str, int]:
+    """Reason codes with how often each came up."""
+    counts: dict[str, int] = {}
+    for reason in reasons:
+        counts[reason.value] = counts.get(reason.value, 0) + 1
+    return counts
+
+
+def _per_set(names: dict[tuple[SetName, str], int]) -> dict[str, int]:
+    """Stripped (or would-be stripped) names counted per set: counts, never names."""
+    counts: dict[str, int] = {}
+    for (set_name, _), count in names.items():
+        counts[set_name.value] = counts.get(set_name.value, 0) + count
+    return counts
 
 
 ACCESS_LOG = AccessLog()

@@ -16,7 +16,7 @@ from prometheus_client.multiprocess import MultiProcessCollector
 
 from sidecar.exchange import Exchange
 from sidecar.request_head import CloseReason
-from sidecar.rules import Rules
+from sidecar.rules import Rules, SetName
 
 UNDEFINED_NAME = "_undefined"
 _LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10)
@@ -56,6 +56,10 @@ class Metrics:
         self.would_reject = Counter(
             "trackgate_would_reject", "What enforce mode would have rejected (monitor mode).",
             ["stream", "reason"], registry=r,
+        )  # fmt: skip
+        self.would_strip = Counter(
+            "trackgate_would_strip", "What mode: enforce would have stripped (mode: monitor).",
+            ["stream", "set", "name"], registry=r,
         )  # fmt: skip
         self.request_duration = Histogram(
             "trackgate_request_duration_seconds", "Time from request to response.",
@@ -133,11 +137,13 @@ class Metrics:
             child(self.commands, stream, "rejected").inc(exchange.commands_rejected)
         if exchange.commands_forwarded:
             child(self.commands, stream, "forwarded").inc(exchange.commands_forwarded)
-        for (set_name, name), count in exchange.stripped.items():
-            listed = exchange.stream is not None and name in (
-                exchange.stream.permissions.of(set_name).listed
-            )
-            child(self.stripped, stream, set_name, name if listed else UNDEFINED_NAME).inc(count)
+        for metric, names in (
+            (self.stripped, exchange.stripped),
+            (self.would_strip, exchange.would_strip),
+        ):
+            for (set_name, name), count in names.items():
+                label = _bounded(exchange, set_name, name)
+                child(metric, stream, set_name, label).inc(count)
         if exchange.token_result is not None:
             child(self.jwt_verifications, stream, exchange.token_result).inc()
         for reason in exchange.would_reject:
@@ -176,3 +182,10 @@ class Metrics:
         registry = CollectorRegistry()
         MultiProcessCollector(registry, path=self.multiprocess_dir)  # type: ignore[no-untyped-call]
         return generate_latest(registry)
+
+
+def _bounded(exchange: Exchange, set_name: SetName, name: str) -> str:
+    """A field name as a label: listed in the stream's rules, else `_undefined`."""
+    stream = exchange.stream
+    listed = stream is not None and name in stream.permissions.of(set_name).listed
+    return name if listed else UNDEFINED_NAME

@@ -23,7 +23,7 @@ from sidecar import logs
 from sidecar.config import load_rules
 from sidecar.errors import ConfigError
 from sidecar.metrics import Metrics
-from sidecar.rules import Rules
+from sidecar.rules import Rules, Server
 
 Signature = tuple[tuple[str, str, int, int, int], ...]
 RESTART_ONLY = ("listen", "admin_listen", "workers")  # `server` settings read only at start
@@ -37,6 +37,9 @@ class RulesHolder:
     loaded_at: float | None = None  # wall-clock time of the active version's load
     last_error: str | None = None  # the newest refused version's problems, if any
     draining: bool = False  # set on SIGTERM: /readyz turns 503
+    # The first version's server settings: the listeners and workers were set up from
+    # them, and RESTART_ONLY settings of later versions wait for a restart.
+    started: Server | None = None
 
     @property
     def ready(self) -> bool:
@@ -78,6 +81,8 @@ class Reloader:
     def install(self, rules: Rules) -> None:
         """Make `rules` the active version (first load and every successful reload)."""
         previous = self.holder.current
+        if previous is None:
+            self.holder.started = rules.server
         self.holder.current = rules
         self.holder.loaded_at = time.time()
         self.holder.last_error = None

@@ -28,6 +28,7 @@ from aiohttp.http_exceptions import BadHttpMessage, HttpProcessingError
 from aiohttp.http_parser import RawRequestMessage
 
 from sidecar import logs
+from sidecar.response import Response
 from sidecar.rules import EdgeLimits
 
 # A header line is at least 4 bytes ("a:" CRLF), so a head within max_header_bytes
@@ -127,13 +128,13 @@ def is_plain_chunked(values: tuple[str, ...] | list[str]) -> bool:
     return codings == ["chunked"]
 
 
-def error_answer(status: int, error: BaseException | None) -> web.Response:
+def error_answer(status: int, error: BaseException | None) -> Response:
     """The answer to a refused head, or to any request aiohttp itself fails: the
     status and its phrase, then close. Logged as `bad_request` with the reason or
     the error's class, never its text (it quotes the request)."""
     reason = error.refusal.reason if isinstance(error, RefusedHead) else type(error).__name__
     logs.event("bad_request", logging.INFO, status=status, reason=reason)
-    response = web.Response(status=status, text=f"{status} {HTTPStatus(status).phrase}\n")
+    response = Response(status=status, text=f"{status} {HTTPStatus(status).phrase}\n")
     response.force_close()
     return response
 

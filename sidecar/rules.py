@@ -42,6 +42,13 @@ class StreamType(StrEnum):
     PRIVATE = "private"
 
 
+class Mode(StrEnum):
+    """How a stream's decisions are applied (SPEC §5.2a)."""
+
+    ENFORCE = "enforce"  # strip, drop and reject as decided
+    MONITOR = "monitor"  # shadow mode: forward unchanged, record what enforce would do
+
+
 class Enforcement(StrEnum):
     """JWT validation mode of a public stream."""
 
@@ -158,6 +165,7 @@ class Stream:
     options: object = None  # the stream keys only its dialect takes, compiled by it
     # Cookie names forwarded to the collector (SPEC §3.3); "*" in it forwards all.
     forward_cookies: frozenset[str] = frozenset()
+    mode: Mode = Mode.ENFORCE  # `monitor`: shadow mode for the whole policy (SPEC §5.2a)
 
     @property
     def enforcement(self) -> Enforcement:

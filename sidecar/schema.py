@@ -43,9 +43,7 @@ _DIALECT_OPTIONS = {
 
 _NAMES = {"type": "array", "items": {"type": "string", "minLength": 1}, "uniqueItems": True}
 
-_SOURCE = {
-    "description": "A secret or key is never inline: read it from an environment variable "
-    "or a file.",
+_SOURCE = {  # a secret or key is never inline: an environment variable or a file
     "type": "object",
     "properties": {
         "env": {"type": "string", "minLength": 1},
@@ -144,6 +142,7 @@ SCHEMA: dict[str, Any] = {
                     "type": {"enum": ["public", "private"]},
                     "dialect": {"enum": list(BUILTIN)},
                     "template": {"enum": _TEMPLATE_NAMES},
+                    "mode": {"enum": ["enforce", "monitor"]},
                     "debug_headers": {"type": "boolean"},
                     "forward_cookies": {
                         "type": "array",
@@ -240,7 +239,7 @@ SCHEMA: dict[str, Any] = {
             },
         },
     },
-    "required": ["version", "streams"],
+    "required": ["version", "server", "streams"],
     "additionalProperties": False,
 }
 

@@ -25,7 +25,7 @@ from sidecar.auth import Principal
 from sidecar.commands import Verdict
 from sidecar.cookies import NO_COOKIES, CookieRule
 from sidecar.policy import Decision
-from sidecar.rules import Access, Enforcement, SetName, Stream
+from sidecar.rules import Access, Enforcement, Mode, SetName, Stream
 
 _NONE: frozenset[str] = frozenset()
 
@@ -48,8 +48,8 @@ def identity_drops(
 ) -> frozenset[str]:
     """Lower-case names of the identity headers that must not reach the collector.
     `identity_headers` is the dialect's table (header name → id type)."""
-    if not identity_headers:
-        return _NONE
+    if not identity_headers or stream.mode is Mode.MONITOR:
+        return _NONE  # shadow mode forwards the request unchanged, its headers too
     verdicts = [verdict for verdict, _ in decision.tally]  # each distinct verdict once
     dropped = [
         name.lower()

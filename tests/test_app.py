@@ -64,3 +64,30 @@ async def test_sighup_reloads_at_once(
     finally:
         process.send_signal(signal.SIGTERM)
         assert await asyncio.wait_for(process.wait(), 20) == 0
+
+
+async def test_config_shows_the_listeners_in_force_and_what_waits_for_a_restart(
+    tmp_path: Path, collector: Collector, http: aiohttp.ClientSession
+) -> None:
+    extra = "shutdown_delay_seconds: 0\nreload_interval_seconds: 3600\n"
+    served = await serve_process(tmp_path, collector.url, extra)
+    process, base, admin = served.process, served.base, served.admin
+    listen = base.removeprefix("http://")
+    try:
+        moved = served.server.replace(f'listen: "{listen}"', 'listen: "127.0.0.1:1"')
+        served.path.write_text(rules_text(collector.url, STANDARD_STREAMS, moved))
+        process.send_signal(signal.SIGHUP)
+        deadline = time.monotonic() + 5
+        while True:
+            async with http.get(f"{admin}/config") as answer:
+                config = await answer.json()
+            if config["restart_pending"]:
+                break
+            assert time.monotonic() < deadline, "the new rules were not loaded"
+            await asyncio.sleep(0.05)
+        assert config["server"]["listen"] == listen  # still the listener in force
+        assert config["restart_pending"] == {"server.listen": "127.0.0.1:1"}
+        assert (await post(http, events_url(base), event())).status == 200
+    finally:
+        process.send_signal(signal.SIGTERM)
+        assert await asyncio.wait_for(process.wait(), 20) == 0

@@ -188,3 +188,17 @@ def test_secret_files_lose_their_trailing_newline(tmp_path: Path) -> None:
     rules = load_rules(write(tmp_path, f"  - {stream}\n"))
     assert rules.streams[0].secrets[0].digest == hashlib.sha256(b"file-secret").digest()
     assert tmp_path / "secret" in rules.sources
+
+
+def test_the_demo_template_re_allows_a_name_taken_out_of_allow(tmp_path: Path) -> None:
+    """What the README's walk-through says about editing config/demo.yaml."""
+    demo = (ROOT / "config/demo.yaml").read_text()
+    assert "allow: [page_visit, view_item]" in demo
+    for edit, access in (
+        ("allow: [page_visit]", Access.ALLOW),  # the template still allows it
+        ("allow: [page_visit]\n      deny: [view_item]", Access.DENY),
+    ):
+        path = tmp_path / "demo.yaml"
+        path.write_text(demo.replace("allow: [page_visit, view_item]", edit))
+        web = load_rules(path, env={}).streams[0]
+        assert web.permissions.event_types.access("view_item") is access

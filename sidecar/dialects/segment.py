@@ -53,11 +53,22 @@ _BATCH_PATHS = {"/v1/batch": "batch", "/v1/b": "batch", "/v1/import": "import"}
 _BEACON_PATH = "/beacon/v1/batch"
 REJECTED_HEADER = "X-Trackgate-Rejected"
 _LIMITS_SCHEMA = {
-    "description": "Segment's size limits: larger messages or batches get 413.",
+    "description": "Segment streams only: Segment's size limits; larger messages or "
+    "batches get 413.",
     "type": "object",
     "properties": {
-        "max_message_bytes": {"type": "integer", "minimum": 1, "default": 32 * 1024},
-        "max_batch_bytes": {"type": "integer", "minimum": 1, "default": 500 * 1024},
+        "max_message_bytes": {
+            "description": "One message, alone or in a batch, in bytes; larger → 413.",
+            "type": "integer",
+            "minimum": 1,
+            "default": 32 * 1024,
+        },
+        "max_batch_bytes": {
+            "description": "One batch request in bytes; larger → 413.",
+            "type": "integer",
+            "minimum": 1,
+            "default": 500 * 1024,
+        },
     },
     "additionalProperties": False,
 }
