@@ -5,10 +5,11 @@ row varies by ±10 % from run to run. This script isolates the part trackgate
 adds: it drives the real `Pipeline.handle` (stream, auth, decode, policy,
 encode, headers, metrics, access log) with aiohttp requests built in memory and
 an upstream that answers at once, in one process, and prints microseconds per
-request for the benchmark's workloads. Run-to-run noise here is a few percent,
+request for the benchmark's workloads ((d) cycles through more distinct RS256
+tokens than the token cache holds, so every request verifies a signature). Run-to-run noise here is a few percent,
 so it is the tool for before/after numbers of one optimisation.
 
-    python bench/pipeline_cost.py [--seconds 2]
+    python bench/pipeline_cost.py [--seconds 2] [--rs256-tokens 12000]
 """
 
 from __future__ import annotations
@@ -16,10 +17,12 @@ from __future__ import annotations
 import argparse
 import asyncio
 import io
+import itertools
 import json
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import jwt
@@ -39,6 +42,7 @@ from sidecar.reload import RulesHolder
 from sidecar.tokens import TokenVerifier
 from sidecar.upstream import Answer, Origin
 
+RS256_TOKENS = 12_000  # more than the token cache holds (10 000): every (d) request misses
 HEADERS = [("Content-Type", "application/json"), ("Content-Length", "16")]
 
 
@@ -79,18 +83,18 @@ class _Protocol:
 
 
 async def measure(
-    pipeline: Pipeline, workload: bench.Workload, token: str, seconds: float
+    pipeline: Pipeline, workload: bench.Workload, tokens: Iterator[str], seconds: float
 ) -> float:
     loop = asyncio.get_running_loop()
     for item in [
-        request(loop, workload, token) for _ in range(200)
+        request(loop, workload, next(tokens)) for _ in range(200)
     ]:  # warm caches: token cache, verdict memo, metric children
         response = await pipeline.handle(item)
         assert response.status == 200, (response.status, response.body)
     best = float("inf")
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
-        batch = [request(loop, workload, token) for _ in range(500)]
+        batch = [request(loop, workload, next(tokens)) for _ in range(500)]
         statuses = []
         started = time.process_time()
         for item in batch:
@@ -100,9 +104,9 @@ async def measure(
     return best * 1e6
 
 
-async def main(seconds: float) -> None:
+async def main(seconds: float, rs256_tokens: int) -> None:
     directory = Path(tempfile.mkdtemp(prefix="trackgate-cost-"))
-    bench.rs256_tokens(10, directory)
+    rs256 = bench.rs256_tokens(rs256_tokens, directory).read_text().split()
     rules_path = bench.trackgate_rules(directory, 1, 2, 3)
     holder = RulesHolder()
     holder.current = load_rules(rules_path, {"BENCH_HS256": bench.HS256_SECRET})
@@ -113,9 +117,9 @@ async def main(seconds: float) -> None:
     settle_garbage_collector()
     hs256 = jwt.encode({"ids": {"registered": "u-1"}, "exp": int(time.time()) + 86400},
                        bench.HS256_SECRET, "HS256", headers={"kid": "hs"})  # fmt: skip
-    tokens = {"": "", "hs256": hs256}
-    for workload in bench.WORKLOADS[:3]:
-        cost = await measure(pipeline, workload, tokens[workload.token], seconds)
+    tokens = {"": [""], "hs256": [hs256], "rs256": rs256}
+    for workload in bench.WORKLOADS:
+        cost = await measure(pipeline, workload, itertools.cycle(tokens[workload.token]), seconds)
         logs.ACCESS_LOG.stream = io.StringIO()
         print(f"  {workload.name}  {cost:7.1f} µs of trackgate's own CPU per request")
 
@@ -123,6 +127,9 @@ async def main(seconds: float) -> None:
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--seconds", type=float, default=2.0, help="per workload")
+    parser.add_argument(
+        "--rs256-tokens", type=int, default=RS256_TOKENS, help="distinct tokens of workload (d)"
+    )
     arguments = parser.parse_args()
     with asyncio.Runner(loop_factory=event_loop_policy().new_event_loop) as runner:
-        runner.run(main(arguments.seconds))
+        runner.run(main(arguments.seconds, arguments.rs256_tokens))
