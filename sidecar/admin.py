@@ -105,6 +105,8 @@ def _stream(stream: Stream) -> dict[str, Any]:
             "keys": [
                 {"kid": k.kid, "alg": k.alg} for k in stream.jwt.keys.current().by_kid.values()
             ],
+            "issuer": stream.jwt.issuer,
+            "audiences": sorted(stream.jwt.audiences),
             "subject": (
                 {"claim": stream.jwt.subject.claim, "id_type": stream.jwt.subject.id_type}
                 if stream.jwt.subject

@@ -269,6 +269,8 @@ def _compile_jwt(raw: Mapping[str, Any], path: str, reader: SourceReader) -> Jwt
         keys=combine(sources.values()),
         subject=Subject(subject["claim"], subject["id_type"]) if subject else None,
         token_from=_token_places(raw.get("token_from"), f"{path}.token_from"),
+        issuer=raw.get("issuer"),
+        audiences=frozenset(raw.get("audiences", ())),
     )
 
 

@@ -191,6 +191,13 @@ SCHEMA: dict[str, Any] = {
                                     "additionalProperties": False,
                                 },
                             },
+                            "issuer": {"type": "string", "minLength": 1},
+                            "audiences": {
+                                "type": "array",
+                                "minItems": 1,
+                                "items": {"type": "string", "minLength": 1},
+                                "uniqueItems": True,
+                            },
                             "jwks": {
                                 "type": "object",
                                 "properties": {

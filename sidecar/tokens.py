@@ -1,12 +1,13 @@
 """JWT verification for public streams (SPEC §5.2), in the spec's order.
 
     size → compact JWS → kid → alg → crit → signature → exp → nbf → identity
+         → issuer → audience
 
 Each failure is its own reason code. The algorithm always comes from the
 configured key; `jku`, `x5u`, `jwk` and `x5c` headers are never read. Verified
 tokens are cached per stream (keyed by a hash of the token, never past `exp`);
-a stream's cache is dropped as soon as its keys change, so a deleted key stops
-working with the next rules version.
+a stream's cache is dropped as soon as its keys or the claims it checks change,
+so a deleted key stops working with the next rules version.
 """
 
 from __future__ import annotations
@@ -66,9 +67,9 @@ def verify_jws(token: str, keys: KeySet) -> tuple[dict[str, Any], bytes]:
 
 
 def check_claims(payload: bytes, settings: JwtSettings, now: float) -> VerifiedToken:
-    """The claims layer: exp, lifetime, nbf and identity.
+    """The claims layer: exp, lifetime, nbf, identity, issuer and audience.
     Rejects: token_malformed, token_exp_missing, token_expired, token_lifetime_too_long,
-    token_claims_invalid."""
+    token_claims_invalid, token_issuer_invalid, token_audience_invalid."""
     claims = _json_object(payload, "claims")
     exp = _number(claims.get("exp"))
     if exp is None:
@@ -81,7 +82,23 @@ def check_claims(payload: bytes, settings: JwtSettings, now: float) -> VerifiedT
     not_before = _number(claims.get("nbf", now))
     if not_before is None or not_before > now + settings.leeway_seconds:
         raise _fail(Reason.TOKEN_CLAIMS_INVALID, "the token is not valid yet (nbf)")
-    return VerifiedToken(signed_ids=_identity(claims, settings), expires_at=exp)
+    signed_ids = _identity(claims, settings)
+    if settings.issuer is not None and claims.get("iss") != settings.issuer:
+        raise _fail(Reason.TOKEN_ISSUER_INVALID, "the token's iss is not this stream's issuer")
+    if settings.audiences and not _has_audience(claims.get("aud"), settings.audiences):
+        raise _fail(
+            Reason.TOKEN_AUDIENCE_INVALID, "the token's aud names none of this stream's audiences"
+        )
+    return VerifiedToken(signed_ids=signed_ids, expires_at=exp)
+
+
+def _has_audience(aud: object, audiences: frozenset[str]) -> bool:
+    """`aud` is a string or a list of strings, and one of them is configured."""
+    if isinstance(aud, str):
+        return aud in audiences
+    if not isinstance(aud, list) or not all(isinstance(item, str) for item in aud):
+        return False
+    return not audiences.isdisjoint(aud)
 
 
 class TokenVerifier:
@@ -92,7 +109,7 @@ class TokenVerifier:
     ) -> None:
         self._maxsize = maxsize
         self._clock = clock
-        self._caches: dict[str, tuple[str, TLRUCache[bytes, VerifiedToken]]] = {}
+        self._caches: dict[str, tuple[str, str, TLRUCache[bytes, VerifiedToken]]] = {}
         self.signature_checks = 0  # how many tokens went through the JWS layer
 
     def verify(self, stream: Stream, token: str) -> VerifiedToken:
@@ -102,7 +119,7 @@ class TokenVerifier:
         if settings is None:
             raise RuntimeError(f"stream {stream.name!r} has no jwt settings")
         keys = settings.keys.current()
-        cache = self._cache(stream.name, keys.fingerprint)
+        cache = self._cache(stream.name, keys.fingerprint, settings.claims_tag)
         digest = hashlib.sha256(token.encode()).digest()
         try:
             return cache[digest]  # one lookup (`get` would look twice)
@@ -114,16 +131,17 @@ class TokenVerifier:
         cache[digest] = verified
         return verified
 
-    def _cache(self, stream: str, fingerprint: str) -> TLRUCache[bytes, VerifiedToken]:
-        """The stream's cache; a new, empty one whenever the stream's keys changed."""
+    def _cache(self, stream: str, fingerprint: str, tag: str) -> TLRUCache[bytes, VerifiedToken]:
+        """The stream's cache; a new, empty one whenever the stream's keys or the
+        claims it checks changed."""
         held = self._caches.get(stream)
-        if held is None or held[0] != fingerprint:
+        if held is None or held[0] != fingerprint or held[1] != tag:
             cache: TLRUCache[bytes, VerifiedToken] = TLRUCache(
                 maxsize=self._maxsize, ttu=_until_expiry, timer=self._clock
             )
-            held = (fingerprint, cache)
+            held = (fingerprint, tag, cache)
             self._caches[stream] = held
-        return held[1]
+        return held[2]
 
 
 def _until_expiry(_: bytes, token: VerifiedToken, __: float) -> float:
