@@ -53,18 +53,27 @@ class Principal:
 ANONYMOUS = Principal()
 
 
-def token_principal(
+async def token_principal(
     stream: Stream, headers: CIMultiDictProxy[str], verifier: TokenVerifier
 ) -> Principal:
     """The principal a public stream's token proves. Rejects: token_ambiguous.
-    A token that fails verification is not rejected here: the policy decides."""
+    A token that fails verification is not rejected here: the policy decides.
+    It awaits only an early refetch of a remote key set after an unknown kid."""
     if stream.jwt is None or stream.enforcement is Enforcement.OFF:
         return ANONYMOUS
-    return principal_for(stream, find_token(stream.jwt.token_from, headers), verifier)
+    token = find_token(stream.jwt.token_from, headers)
+    if token is None:
+        return ANONYMOUS
+    try:
+        verified = await verifier.verify_refetching(stream, token)
+    except Rejection as failure:
+        return Principal(TokenState.INVALID, failure=failure)
+    return Principal(TokenState.VALID, signed_ids=verified.signed_ids)
 
 
 def principal_for(stream: Stream, token: str | None, verifier: TokenVerifier) -> Principal:
-    """What `token` proves for `stream` (ANONYMOUS without a token or JWT validation)."""
+    """What `token` proves for `stream` (ANONYMOUS without a token or JWT validation),
+    with the keys in force now: no refetch (`trackgate explain`)."""
     if token is None or stream.jwt is None or stream.enforcement is Enforcement.OFF:
         return ANONYMOUS
     try:

@@ -125,7 +125,7 @@ class Pipeline:
         check_content_type(request.headers.get("Content-Type", ""))
         payload = endpoint.dialect.decode(endpoint, body, stream)
         exchange.commands = len(payload.commands)
-        principal = token_principal(stream, request.headers, self.verifier)
+        principal = await token_principal(stream, request.headers, self.verifier)
         exchange.token_result = _token_result(principal)
         decision = decide(stream, principal, payload.commands)
         record_decision(exchange, decision)

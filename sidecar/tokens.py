@@ -7,7 +7,9 @@ Each failure is its own reason code. The algorithm always comes from the
 configured key; `jku`, `x5u`, `jwk` and `x5c` headers are never read. Verified
 tokens are cached per stream (keyed by a hash of the token, never past `exp`);
 a stream's cache is dropped as soon as its keys or the claims it checks change,
-so a deleted key stops working with the next rules version.
+so a deleted key stops working with the next rules version or key-set fetch.
+A kid the stream's keys lack may be cured by one early refetch of a remote key
+set (SPEC §5.2): `verify_refetching` awaits it; `verify` never waits.
 """
 
 from __future__ import annotations
@@ -47,7 +49,8 @@ class VerifiedToken:
 
 def verify_jws(token: str, keys: KeySet) -> tuple[dict[str, Any], bytes]:
     """The JWS layer: header, key, algorithm and signature. Returns (header, payload).
-    Rejects: token_malformed, token_unknown_kid, token_algorithm_mismatch, token_bad_signature."""
+    Rejects: token_malformed, token_unknown_kid, token_algorithm_mismatch, token_bad_signature,
+    keys_unavailable."""
     if len(token) > MAX_TOKEN_BYTES:
         raise _fail(Reason.TOKEN_MALFORMED, f"the token is longer than {MAX_TOKEN_BYTES} bytes")
     if not _COMPACT.match(token):
@@ -101,6 +104,11 @@ def _has_audience(aud: object, audiences: frozenset[str]) -> bool:
     return not audiences.isdisjoint(aud)
 
 
+class KeyMiss(Rejection):
+    """The token's kid is not in the stream's key set, or the set is empty: the one
+    failure an early refetch of a remote key set may cure."""
+
+
 class TokenVerifier:
     """Verifies tokens with a per-stream cache of verified ones."""
 
@@ -114,7 +122,8 @@ class TokenVerifier:
 
     def verify(self, stream: Stream, token: str) -> VerifiedToken:
         """A verified token for `stream`, from the cache when it holds one.
-        Rejects: every token_* reason of `verify_jws` and `check_claims`."""
+        Rejects: every token_* reason of `verify_jws` and `check_claims`, and
+        keys_unavailable (a remote key source has no keys)."""
         settings = stream.jwt
         if settings is None:
             raise RuntimeError(f"stream {stream.name!r} has no jwt settings")
@@ -130,6 +139,17 @@ class TokenVerifier:
         verified = check_claims(payload, settings, self._clock())
         cache[digest] = verified
         return verified
+
+    async def verify_refetching(self, stream: Stream, token: str) -> VerifiedToken:
+        """`verify`; when the token's kid is not among the stream's keys, once more after
+        the key source's early refetch, if it allows one now (SPEC §5.2).
+        Rejects: as `verify`, and keys_unavailable when the stream has no keys."""
+        try:
+            return self.verify(stream, token)
+        except KeyMiss:
+            if stream.jwt is None or not await stream.jwt.keys.refetch():
+                raise
+        return self.verify(stream, token)
 
     def _cache(self, stream: str, fingerprint: str, tag: str) -> TLRUCache[bytes, VerifiedToken]:
         """The stream's cache; a new, empty one whenever the stream's keys or the
@@ -153,8 +173,14 @@ def _key_for(header: Mapping[str, Any], keys: KeySet) -> VerificationKey:
     if not isinstance(kid, str) or not kid:
         raise _fail(Reason.TOKEN_UNKNOWN_KID, "the token header has no kid")
     key = keys.get(kid)
+    if key is None and keys.unavailable:
+        raise KeyMiss(
+            Reason.KEYS_UNAVAILABLE,
+            "this stream's keys are unavailable (its identity provider cannot be reached); "
+            "retry later",
+        )
     if key is None:
-        raise _fail(Reason.TOKEN_UNKNOWN_KID, "the token's kid is not a key of this stream")
+        raise KeyMiss(Reason.TOKEN_UNKNOWN_KID, "the token's kid is not a key of this stream")
     if header.get("alg") != key.alg:
         raise _fail(
             Reason.TOKEN_ALGORITHM_MISMATCH,
