@@ -9,6 +9,7 @@ import asyncio
 import json
 import logging
 import signal
+import sys
 import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -21,7 +22,7 @@ from cryptography.hazmat.primitives import serialization
 from sidecar.keys.refresh import RemoteJwks
 from sidecar.keys.remote import RemoteKeys
 from tests.conftest import StartSidecar
-from tests.harness import Collector, Sidecar, serve_process
+from tests.harness import ROOT, Collector, Sidecar, rules_text, serve_process
 from tests.http import Answer, events_url, post
 from tests.idp import Provider
 
@@ -393,6 +394,40 @@ async def test_metrics_count_fetches_keys_and_the_last_success(
         "trackgate_jwks_last_success_timestamp_seconds", {"stream": "app"}
     )
     assert sample is not None and abs(sample - time.time()) < 10
+
+
+# -- trackgate check [--fetch] -------------------------------------------------------
+
+
+async def trackgate_check(path: Path, *options: str) -> tuple[int, str, str]:
+    """`trackgate check` as a real process (the provider keeps serving meanwhile)."""
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "sidecar", "check", "--config", str(path), *options,
+        cwd=ROOT, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    out, err = await process.communicate()
+    return process.returncode or 0, out.decode(), err.decode()
+
+
+async def test_check_validates_without_fetching_and_check_fetch_lists_the_keys(
+    tmp_path: Path, idp: Provider
+) -> None:
+    idp.add_key("k2")
+    idp.extra = [{"kty": "RSA", "kid": "enc-1", "use": "enc", "n": "AQAB", "e": "AQAB"}]
+    path = tmp_path / "rules.yaml"
+    path.write_text(rules_text("http://127.0.0.1:1", app_stream(idp)))
+    code, out, _ = await trackgate_check(path)
+    assert (code, idp.jwks_fetches) == (0, [])
+    assert "ok (1 streams" in out
+    code, out, err = await trackgate_check(path, "--fetch")
+    assert (code, len(idp.jwks_fetches)) == (0, 1), err
+    assert f"stream 'app': {idp.jwks_url}: 2 keys" in out
+    assert "  kid k1  alg ES256\n  kid k2  alg ES256\n  skipped keys[2]: use is not 'sig'" in out
+    idp.failure = "500"
+    code, _, err = await trackgate_check(path, "--fetch")
+    assert code == 1
+    assert f"stream 'app': {idp.jwks_url}: fetch failed (http_status)" in err
+    assert "Traceback" not in err
 
 
 # -- lifecycle ------------------------------------------------------------------------
