@@ -24,7 +24,7 @@ import yaml
 
 from sidecar.errors import ConfigError
 from sidecar.keys import KeySource, combine, jwks_file_keys, static_keys
-from sidecar.keys.remote import is_remote, refuse_remote_only, remote_keys
+from sidecar.keys.remote import RemoteKeys, is_remote, refuse_remote_only, remote_keys
 from sidecar.rules import (
     BEARER,
     Access,
@@ -318,6 +318,13 @@ def lint(stream: Stream) -> list[str]:
             f"{where}: signed_only items act as allow until JWT validation is enabled "
             "(jwt.enforcement is off or there is no jwt block)"
         )
+    if stream.jwt is not None and isinstance(stream.jwt.keys, RemoteKeys):
+        remote = stream.jwt.keys.settings
+        if remote.stale_if_error_seconds < remote.refresh_seconds:
+            warnings.append(
+                f"{where}: jwt.jwks.stale_if_error_seconds is below refresh_seconds: the keys "
+                "lapse between two refreshes; keep the window longer than the refresh interval"
+            )
     if stream.jwt is not None:
         for key in stream.jwt.keys.current().by_kid.values():
             if isinstance(key.key, bytes) and key.key.startswith(PLACEHOLDER_PREFIX):

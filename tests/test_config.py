@@ -140,6 +140,12 @@ def test_without_template_sets_fail_closed(tmp_path: Path) -> None:
             "customer_properties: {default: allow}}",
             "customer_properties.default is allow on a public stream",
         ),
+        (
+            "{name: s, id: s1, type: public, customer_ids: {allow: [cookie]}, jwt: {jwks: "
+            "{url: 'https://idp.example.com/jwks', refresh_seconds: 600, "
+            "stale_if_error_seconds: 300}}}",
+            "stale_if_error_seconds is below refresh_seconds",
+        ),
     ],
 )
 def test_lint_warnings(tmp_path: Path, stream: str, warning: str) -> None:
