@@ -192,8 +192,12 @@ class Metrics:
         self.jwks_last_success.labels(stream).set(timestamp)
 
     def jwks_forget(self, stream: str) -> None:
-        """A stream no longer has a remote key source: its gauges go."""
+        """A stream no longer has a remote key source: its gauges go (with several
+        workers, other workers' files keep the label: it is zeroed instead)."""
         for gauge in (self.jwks_key_count, self.jwks_last_success):
+            if self.multiprocess_dir:
+                gauge.labels(stream).set(0)
+                continue
             with contextlib.suppress(KeyError):
                 gauge.remove(stream)
 

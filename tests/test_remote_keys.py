@@ -253,6 +253,23 @@ async def test_a_reload_that_keeps_the_jwks_settings_keeps_the_fetched_keys(
     await until(lambda: sum(t.get_name() == "jwks-app" for t in asyncio.all_tasks()) == 1)
 
 
+async def test_a_reload_that_drops_the_remote_source_stops_it_and_its_gauges(
+    start_app: Callable[..., Awaitable[Sidecar]], idp: Provider, http: aiohttp.ClientSession
+) -> None:
+    sidecar = await start_app(server=FAST_RELOAD)
+    labels = {"stream": "app"}
+    gauge = lambda: sidecar.metrics.registry.get_sample_value("trackgate_jwks_keys", labels)  # noqa: E731
+    assert gauge() == 1
+    text = sidecar.rules_path.read_text()
+    jwks = next(line for line in text.splitlines() if "jwks:" in line)
+    sidecar.rules_path.write_text(text.replace(jwks.strip(), static_key(idp, "k1")))
+    await until(lambda: gauge() is None)
+    await until(lambda: not any(t.get_name() == "jwks-app" for t in asyncio.all_tasks()))
+    assert (await send(http, sidecar, idp.mint("k1"))).status == 200  # the static key now
+    _, detail = await readyz(http, sidecar)
+    assert detail["key_sources"] == {}
+
+
 ISSUER = "https://idp.example.com/"
 CLAIM_CASES = [
     ({"iss": ISSUER, "aud": "tracking"}, 200, None),
