@@ -104,6 +104,17 @@ async def test_a_rotated_in_key_costs_no_failed_request_and_one_fetch(
     assert len(idp.jwks_fetches) == 2  # the load's, and exactly one early refetch
 
 
+async def test_a_request_waits_for_its_early_refetch_at_most_timeout_seconds(
+    start_app: Callable[..., Awaitable[Sidecar]], idp: Provider, http: aiohttp.ClientSession
+) -> None:
+    sidecar = await start_app(timeout_seconds=1)
+    idp.failure, idp.hang_seconds = "hang", 3
+    started = time.monotonic()
+    answer = await send(http, sidecar, idp.random_kid_token())
+    assert 0.9 <= time.monotonic() - started < 2.5
+    assert (answer.status, answer.code) == (401, "token_unknown_kid")
+
+
 async def test_a_flood_of_unknown_kids_causes_at_most_one_fetch_per_cooldown(
     start_app: Callable[..., Awaitable[Sidecar]], idp: Provider, http: aiohttp.ClientSession
 ) -> None:
