@@ -68,10 +68,11 @@ class KeySources:
             key = (stream.name, remote.settings)
             source = self._live.pop(key, None)
             remote.live = live[key] = source if source is not None else self._started(key)
+        kept = {name for name, _ in live}
         for (name, _), gone in self._live.items():
             self._stop(gone)
-            if name not in {stream for stream, _ in live}:
-                self.observer.jwks_forget(name)
+            if name not in kept:
+                self.observer.jwks_forget(name)  # the stream has no remote keys any more
         self._live = live
 
     def _started(self, key: tuple[str, RemoteSettings]) -> RemoteJwks:
