@@ -26,7 +26,7 @@ from multidict import CIMultiDictProxy
 from sidecar import cookies
 from sidecar.errors import Reason, Rejection
 from sidecar.rules import Enforcement, SharedSecret, Stream, StreamType, TokenPlace
-from sidecar.tokens import TokenVerifier
+from sidecar.tokens import KeyMiss, TokenVerifier
 
 SECRET_HEADER = "X-Stream-Secret"
 
@@ -65,7 +65,10 @@ async def token_principal(
     if token is None:
         return ANONYMOUS
     try:
-        verified = await verifier.verify_refetching(stream, token)
+        try:
+            verified = verifier.verify(stream, token)  # no await on the common path
+        except KeyMiss as miss:  # a kid the keys lack: it may be new (one early refetch)
+            verified = await verifier.verify_after_refetch(stream, token, miss)
     except Rejection as failure:
         return Principal(TokenState.INVALID, failure=failure)
     return Principal(TokenState.VALID, signed_ids=verified.signed_ids)

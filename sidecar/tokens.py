@@ -9,7 +9,7 @@ tokens are cached per stream (keyed by a hash of the token, never past `exp`);
 a stream's cache is dropped as soon as its keys or the claims it checks change,
 so a deleted key stops working with the next rules version or key-set fetch.
 A kid the stream's keys lack may be cured by one early refetch of a remote key
-set (SPEC §5.2): `verify_refetching` awaits it; `verify` never waits.
+set (SPEC §5.2): `verify_after_refetch` awaits it; `verify` never waits.
 """
 
 from __future__ import annotations
@@ -140,15 +140,14 @@ class TokenVerifier:
         cache[digest] = verified
         return verified
 
-    async def verify_refetching(self, stream: Stream, token: str) -> VerifiedToken:
-        """`verify`; when the token's kid is not among the stream's keys, once more after
-        the key source's early refetch, if it allows one now (SPEC §5.2).
-        Rejects: as `verify`, and keys_unavailable when the stream has no keys."""
-        try:
-            return self.verify(stream, token)
-        except KeyMiss:
-            if stream.jwt is None or not await stream.jwt.keys.refetch():
-                raise
+    async def verify_after_refetch(
+        self, stream: Stream, token: str, miss: KeyMiss
+    ) -> VerifiedToken:
+        """After `verify` failed with `miss` (the kid is not among the stream's keys):
+        `verify` once more when the key source allowed an early refetch and it ended
+        (SPEC §5.2), else `miss` again. Rejects: as `verify`."""
+        if stream.jwt is None or not await stream.jwt.keys.refetch():
+            raise miss
         return self.verify(stream, token)
 
     def _cache(self, stream: str, fingerprint: str, tag: str) -> TLRUCache[bytes, VerifiedToken]:
