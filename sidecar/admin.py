@@ -7,6 +7,7 @@ from typing import Any
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST
 
+from sidecar.keys.remote import RemoteKeys
 from sidecar.metrics import Metrics
 from sidecar.reload import RESTART_ONLY, RulesHolder
 from sidecar.response import without_banner
@@ -45,8 +46,20 @@ async def _readyz(request: web.Request) -> web.Response:
         "version": holder.current.version if holder.current else None,
         "loaded_at": holder.loaded_at,
         "last_reload_error": holder.last_error,
+        "key_sources": key_sources(holder.current) if holder.current else {},
     }
     return web.json_response(detail, status=200 if holder.ready else 503)
+
+
+def key_sources(rules: Rules) -> dict[str, Any]:
+    """Each remote key source's state, by stream: it never changes readiness (a stream
+    without keys answers `keys_unavailable`; the rest of the rules still serve)."""
+    states = {}
+    for stream in rules.streams:
+        source = stream.jwt.keys if stream.jwt else None
+        if isinstance(source, RemoteKeys) and source.live is not None:
+            states[stream.name] = source.live.describe()
+    return states
 
 
 async def _config(request: web.Request) -> web.Response:
@@ -120,9 +133,12 @@ def _stream(stream: Stream) -> dict[str, Any]:
             "enforcement": stream.jwt.enforcement.value,
             "leeway_seconds": stream.jwt.leeway_seconds,
             "max_lifetime_days": stream.jwt.max_lifetime_seconds / 86_400,
+            "key_source": stream.jwt.keys.kind,
             "keys": [
                 {"kid": k.kid, "alg": k.alg} for k in stream.jwt.keys.current().by_kid.values()
             ],
+            "issuer": stream.jwt.issuer,
+            "audiences": sorted(stream.jwt.audiences),
             "subject": (
                 {"claim": stream.jwt.subject.claim, "id_type": stream.jwt.subject.id_type}
                 if stream.jwt.subject

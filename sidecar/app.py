@@ -150,6 +150,7 @@ async def serve(path: Path, rules: Rules) -> None:
     watcher.cancel()
     await tracking.cleanup()  # closes the listener, waits (bounded) for in-flight requests
     await admin.cleanup()
+    await reloader.key_sources.close()  # remote key refreshers: cancelled, clients closed
     logs.event("stopped")
 
 

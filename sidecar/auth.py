@@ -25,7 +25,7 @@ from sidecar import cookies
 from sidecar.credentials import INVALID, basic_credentials
 from sidecar.errors import Reason, Rejection
 from sidecar.rules import Enforcement, SharedSecret, Stream, StreamType, TokenPlace
-from sidecar.tokens import TokenVerifier
+from sidecar.tokens import KeyMiss, TokenVerifier
 
 SECRET_HEADER = "X-Stream-Secret"
 
@@ -52,18 +52,30 @@ class Principal:
 ANONYMOUS = Principal()
 
 
-def token_principal(
+async def token_principal(
     stream: Stream, headers: CIMultiDictProxy[str], verifier: TokenVerifier
 ) -> Principal:
     """The principal a public stream's token proves. Rejects: token_ambiguous.
-    A token that fails verification is not rejected here: the policy decides."""
+    A token that fails verification is not rejected here: the policy decides.
+    It awaits only an early refetch of a remote key set after an unknown kid."""
     if stream.jwt is None or stream.enforcement is Enforcement.OFF:
         return ANONYMOUS
-    return principal_for(stream, find_token(stream.jwt.token_from, headers), verifier)
+    token = find_token(stream.jwt.token_from, headers)
+    if token is None:
+        return ANONYMOUS
+    try:
+        try:
+            verified = verifier.verify(stream, token)  # no await on the common path
+        except KeyMiss as miss:  # a kid the keys lack: it may be new (one early refetch)
+            verified = await verifier.verify_after_refetch(stream, token, miss)
+    except Rejection as failure:
+        return Principal(TokenState.INVALID, failure=failure)
+    return Principal(TokenState.VALID, signed_ids=verified.signed_ids)
 
 
 def principal_for(stream: Stream, token: str | None, verifier: TokenVerifier) -> Principal:
-    """What `token` proves for `stream` (ANONYMOUS without a token or JWT validation)."""
+    """What `token` proves for `stream` (ANONYMOUS without a token or JWT validation),
+    with the keys in force now: no refetch (`trackgate explain`)."""
     if token is None or stream.jwt is None or stream.enforcement is Enforcement.OFF:
         return ANONYMOUS
     try:

@@ -14,6 +14,9 @@ from sidecar import __version__, logs
 from sidecar.config import load_rules
 from sidecar.errors import ConfigError, StartupError
 from sidecar.explain import ExplainError, explain, failures
+from sidecar.keys.fetch import FetchError
+from sidecar.keys.refresh import fetch_once
+from sidecar.keys.remote import RemoteKeys
 from sidecar.keytools import (
     ToolError,
     hmac_secret,
@@ -67,6 +70,11 @@ def _parser() -> argparse.ArgumentParser:
 
     check = commands.add_parser("check", help="validate the rules file and print lint warnings")
     _config_option(check)
+    check.add_argument(
+        "--fetch",
+        action="store_true",
+        help="also fetch each remote key set (jwks url or discovery) once and list its keys",
+    )
     check.set_defaults(run=_check)
 
     explain_cmd = commands.add_parser(
@@ -167,7 +175,32 @@ def _check(args: argparse.Namespace) -> int:
     for warning in rules.warnings:
         print(f"warning: {warning}")
     print(f"{args.config}: ok ({len(rules.streams)} streams, version {rules.version})")
-    return 0
+    return _fetch_remote_keys(rules) if args.fetch else 0
+
+
+def _fetch_remote_keys(rules: Rules) -> int:
+    """`check --fetch`: each remote key set fetched once, as the sidecar would, and
+    what it holds (kids, algorithms, skipped keys); 1 when any fetch fails."""
+    failed = 0
+    for stream in rules.streams:
+        source = stream.jwt.keys if stream.jwt is not None else None
+        if not isinstance(source, RemoteKeys):
+            continue
+        where = f"stream {stream.name!r}: {source.settings.where}"
+        try:
+            fetched = asyncio.run(fetch_once(source.settings))
+        except FetchError as error:
+            print(f"{where}: fetch failed ({error.result}): {error.message}", file=sys.stderr)
+            failed += 1
+            continue
+        print(f"{where}: {len(fetched.keys)} keys")
+        for key in fetched.keys.by_kid.values():
+            print(f"  kid {key.kid}  alg {key.alg}")
+        for skipped in fetched.skipped:
+            print(f"  skipped {skipped}")
+        if fetched.max_age is not None:
+            print(f"  refreshed every {fetched.max_age:g} s (Cache-Control max-age, clamped)")
+    return 1 if failed else 0
 
 
 def _explain(args: argparse.Namespace) -> int:

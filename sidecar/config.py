@@ -25,6 +25,7 @@ import yaml
 from sidecar.dialects import BUILTIN, DEFAULT, Dialect, Router, Template
 from sidecar.errors import ConfigError
 from sidecar.keys import KeySource, combine, jwks_file_keys, static_keys
+from sidecar.keys.remote import is_remote, refuse_remote_only, remote_keys
 from sidecar.lints import lint
 from sidecar.rules import (
     BEARER,
@@ -281,21 +282,36 @@ def _shared_secret(raw: Mapping[str, Any], path: str, reader: SourceReader) -> S
 
 
 def _compile_jwt(raw: Mapping[str, Any], path: str, reader: SourceReader) -> JwtSettings:
-    sources: dict[str, KeySource] = {
-        f"{path}.keys": static_keys(raw.get("keys", ()), f"{path}.keys", reader)
-    }
-    if "jwks" in raw:
-        sources[f"{path}.jwks"] = jwks_file_keys(raw["jwks"], f"{path}.jwks", reader)
-    _check_unique_kids(sources)
     subject = raw.get("subject")
     return JwtSettings(
         enforcement=Enforcement(raw.get("enforcement", "enforce")),
         leeway_seconds=raw.get("leeway_seconds", 30),
         max_lifetime_seconds=int(raw.get("max_lifetime_days", 90) * SECONDS_PER_DAY),
-        keys=combine(sources.values()),
+        keys=_key_source(raw, path, reader),
         subject=Subject(subject["claim"], subject["id_type"]) if subject else None,
         token_from=_token_places(raw.get("token_from"), f"{path}.token_from"),
+        issuer=raw.get("issuer"),
+        audiences=frozenset(raw.get("audiences", ())),
     )
+
+
+def _key_source(raw: Mapping[str, Any], path: str, reader: SourceReader) -> KeySource:
+    """The stream's keys: static ones, plus a JWKS file's or a remote key set."""
+    static = static_keys(raw.get("keys", ()), f"{path}.keys", reader)
+    jwks = raw.get("jwks")
+    if jwks is None:
+        return static
+    if is_remote(jwks):
+        if "discovery" in jwks and "issuer" not in raw:
+            raise ConfigError(
+                f"{path}.issuer: is required with jwks.discovery "
+                "(the discovery document's issuer must equal it)"
+            )
+        return remote_keys(jwks, f"{path}.jwks", reader, raw.get("issuer"), static.keys)
+    refuse_remote_only(jwks, f"{path}.jwks")
+    from_file = jwks_file_keys(jwks, f"{path}.jwks", reader)
+    _check_unique_kids({f"{path}.keys": static, f"{path}.jwks": from_file})
+    return combine((static, from_file))
 
 
 def _check_unique_kids(sources: Mapping[str, KeySource]) -> None:

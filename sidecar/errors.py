@@ -36,6 +36,9 @@ class Reason(StrEnum):
     TOKEN_EXPIRED = "token_expired"
     TOKEN_LIFETIME_TOO_LONG = "token_lifetime_too_long"
     TOKEN_CLAIMS_INVALID = "token_claims_invalid"
+    TOKEN_ISSUER_INVALID = "token_issuer_invalid"
+    TOKEN_AUDIENCE_INVALID = "token_audience_invalid"
+    KEYS_UNAVAILABLE = "keys_unavailable"
     SIGNATURE_REQUIRED = "signature_required"
     IDS_MISMATCH = "ids_mismatch"
     EVENT_TYPE_DENIED = "event_type_denied"
@@ -103,6 +106,11 @@ _TABLE: Mapping[Reason, _Traits] = MappingProxyType(
         Reason.TOKEN_EXPIRED: _TOKEN,
         Reason.TOKEN_LIFETIME_TOO_LONG: _TOKEN,
         Reason.TOKEN_CLAIMS_INVALID: _TOKEN,
+        Reason.TOKEN_ISSUER_INVALID: _TOKEN,
+        Reason.TOKEN_AUDIENCE_INVALID: _TOKEN,
+        # The stream has no keys (its identity provider unreachable beyond the stale
+        # window): the client should retry later, not refresh its token.
+        Reason.KEYS_UNAVAILABLE: _Traits(503, MappingProxyType({"Retry-After": "5"})),
         Reason.SIGNATURE_REQUIRED: _Traits(403),
         Reason.IDS_MISMATCH: _Traits(403),
         Reason.EVENT_TYPE_DENIED: _Traits(403),

@@ -127,7 +127,7 @@ class Pipeline:
         check_content_type(request.headers.get("Content-Type", ""))
         payload = endpoint.dialect.decode(endpoint, body, stream, rules.server.limits)
         exchange.commands = len(payload.commands)
-        principal = token_principal(stream, request.headers, self.verifier)
+        principal = await token_principal(stream, request.headers, self.verifier)
         exchange.token_result = _token_result(principal)
         decision = in_mode(stream, decide(stream, principal, payload.commands), payload.commands)
         record_decision(exchange, decision)

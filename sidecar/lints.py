@@ -8,6 +8,7 @@ and which id types it can carry at all.
 from __future__ import annotations
 
 from sidecar.dialects import Dialect
+from sidecar.keys.remote import RemoteKeys
 from sidecar.rules import Access, Enforcement, Mode, SetName, Stream, StreamType
 
 PLACEHOLDER_PREFIX = b"REPLACE-ME"  # the placeholder secrets shipped in deploy/
@@ -18,6 +19,7 @@ def lint(stream: Stream, dialect: Dialect) -> list[str]:
     checks = (
         _shadow_mode,
         _signed_only_off,
+        _stale_remote_keys,
         _placeholder_keys,
         _all_cookies,
         _anonymous_id,
@@ -44,6 +46,18 @@ def _signed_only_off(stream: Stream, dialect: Dialect) -> list[str]:
             "(jwt.enforcement is off or there is no jwt block)"
         ]
     return []
+
+
+def _stale_remote_keys(stream: Stream, dialect: Dialect) -> list[str]:
+    if stream.jwt is None or not isinstance(stream.jwt.keys, RemoteKeys):
+        return []
+    remote = stream.jwt.keys.settings
+    if remote.stale_if_error_seconds >= remote.refresh_seconds:
+        return []
+    return [
+        "jwt.jwks.stale_if_error_seconds is below refresh_seconds: the keys lapse between "
+        "two refreshes; keep the window longer than the refresh interval"
+    ]
 
 
 def _placeholder_keys(stream: Stream, dialect: Dialect) -> list[str]:

@@ -7,6 +7,7 @@ client-supplied string.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import time
 from typing import Any
@@ -98,6 +99,19 @@ class Metrics:
             ["reason"], registry=r,
         )  # fmt: skip
         self._closed = {reason: self.connections_closed.labels(reason) for reason in CloseReason}
+        self.jwks_fetches = Counter(
+            "trackgate_jwks_fetches", "Remote key set fetches by result.",
+            ["stream", "result"], registry=r,
+        )  # fmt: skip
+        self.jwks_key_count = Gauge(
+            "trackgate_jwks_keys", "Keys in a stream's current remote key set.",
+            ["stream"], registry=r, multiprocess_mode="livemax",
+        )  # fmt: skip
+        self.jwks_last_success = Gauge(
+            "trackgate_jwks_last_success_timestamp_seconds",
+            "When a stream's remote key set was last fetched successfully.",
+            ["stream"], registry=r, multiprocess_mode="livemax",
+        )  # fmt: skip
         self._children: dict[tuple[Any, ...], Any] = {}
 
     def started(self) -> None:
@@ -170,6 +184,28 @@ class Metrics:
                 self.config_info.remove(previous.version)
         self.config_info.labels(rules.version).set(1)
         self.config_last_success.set(time.time())
+
+    def jwks_fetched(self, stream: str, result: str) -> None:
+        """A remote key set fetch ended with `result`."""
+        self.jwks_fetches.labels(stream, result).inc()
+
+    def jwks_keys(self, stream: str, count: int) -> None:
+        """A stream's remote key set now holds `count` keys."""
+        self.jwks_key_count.labels(stream).set(count)
+
+    def jwks_succeeded(self, stream: str, timestamp: float) -> None:
+        """A stream's remote key set was fetched at `timestamp`."""
+        self.jwks_last_success.labels(stream).set(timestamp)
+
+    def jwks_forget(self, stream: str) -> None:
+        """A stream no longer has a remote key source: its gauges go (with several
+        workers, other workers' files keep the label: it is zeroed instead)."""
+        for gauge in (self.jwks_key_count, self.jwks_last_success):
+            if self.multiprocess_dir:
+                gauge.labels(stream).set(0)
+                continue
+            with contextlib.suppress(KeyError):
+                gauge.remove(stream)
 
     def reload_failed(self) -> None:
         """A new rules version was refused; the old one stays."""

@@ -1,4 +1,5 @@
-"""The rules holder and the watcher that swaps new versions in (SPEC §6.1).
+"""The rules holder, the key-source holder and the watcher that swaps new versions in
+(SPEC §6.1, §5.2).
 
 A request reads `holder.current` once and uses that `Rules` object from start
 to end, so it never mixes two versions. The watcher checks the rules file and
@@ -15,15 +16,17 @@ import asyncio
 import logging
 import os
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from sidecar import logs
 from sidecar.config import load_rules
 from sidecar.errors import ConfigError
+from sidecar.keys.refresh import FetchObserver, RemoteJwks, RemoteSettings
+from sidecar.keys.remote import RemoteKeys
 from sidecar.metrics import Metrics
-from sidecar.rules import Rules, Server
+from sidecar.rules import Rules, Server, Stream
 
 Signature = tuple[tuple[str, str, int, int, int], ...]
 RESTART_ONLY = ("listen", "admin_listen", "workers")  # `server` settings read only at start
@@ -44,6 +47,59 @@ class RulesHolder:
     @property
     def ready(self) -> bool:
         return self.current is not None and not self.draining
+
+
+class KeySources:
+    """The live remote key sources, beside the rules holder (SPEC §5.2).
+
+    Each rules version compiles its own `RemoteKeys`; `adopt` binds them, when the
+    version is installed, to the live source of the same stream and settings, so
+    a reload that keeps a stream's `jwks` settings keeps its fetched keys (no
+    refetch storm). New settings start a new source; sources no version uses any
+    more are stopped. Every source's task is kept here and cancelled by `close`.
+    """
+
+    def __init__(self, observer: FetchObserver) -> None:
+        self.observer = observer
+        self._live: dict[tuple[str, RemoteSettings], RemoteJwks] = {}
+        self._stopping: set[asyncio.Task[None]] = set()
+
+    def adopt(self, rules: Rules) -> None:
+        """Bind `rules`' remote key sources to live ones (on the loop, at install)."""
+        live: dict[tuple[str, RemoteSettings], RemoteJwks] = {}
+        for stream, remote in _remote_sources(rules):
+            key = (stream.name, remote.settings)
+            source = self._live.pop(key, None)
+            remote.live = live[key] = source if source is not None else self._started(key)
+        kept = {name for name, _ in live}
+        for (name, _), gone in self._live.items():
+            self._stop(gone)
+            if name not in kept:
+                self.observer.jwks_forget(name)  # the stream has no remote keys any more
+        self._live = live
+
+    def _started(self, key: tuple[str, RemoteSettings]) -> RemoteJwks:
+        source = RemoteJwks(*key, self.observer)
+        self.observer.jwks_keys(key[0], 0)
+        source.start()
+        return source
+
+    def _stop(self, source: RemoteJwks) -> None:
+        task = asyncio.get_running_loop().create_task(source.stop())
+        self._stopping.add(task)
+        task.add_done_callback(self._stopping.discard)
+
+    async def close(self) -> None:
+        """Stop every source (shutdown)."""
+        sources, self._live = list(self._live.values()), {}
+        await asyncio.gather(*(source.stop() for source in sources), *self._stopping)
+        logs.event("key_sources_stopped", sources=len(sources))
+
+
+def _remote_sources(rules: Rules) -> Iterator[tuple[Stream, RemoteKeys]]:
+    for stream in rules.streams:
+        if stream.jwt is not None and isinstance(stream.jwt.keys, RemoteKeys):
+            yield stream, stream.jwt.keys
 
 
 def signature(paths: Sequence[Path]) -> Signature:
@@ -74,6 +130,7 @@ class Reloader:
         self.holder = holder
         self.metrics = metrics
         self.env = env
+        self.key_sources = KeySources(metrics)  # closed by whoever runs the app
         self._watched: Sequence[Path] = [path]
         self._seen: Signature = ()
         self._lock = asyncio.Lock()
@@ -83,6 +140,7 @@ class Reloader:
         previous = self.holder.current
         if previous is None:
             self.holder.started = rules.server
+        self.key_sources.adopt(rules)  # before the swap: requests see bound sources only
         self.holder.current = rules
         self.holder.loaded_at = time.time()
         self.holder.last_error = None

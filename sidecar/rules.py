@@ -138,6 +138,22 @@ class JwtSettings:
     keys: KeySource  # `current()` is the key set in force
     subject: Subject | None
     token_from: tuple[TokenPlace, ...] = (BEARER,)  # where the token travels, in order
+    issuer: str | None = None  # `iss` must equal it exactly (None: not checked)
+    audiences: frozenset[str] = frozenset()  # `aud` must contain one (empty: not checked)
+    # What a verified token was judged by, besides its keys: the token cache is
+    # dropped when it changes, so a reload that adds an audience applies to cached
+    # tokens too. Derived once; the verifier compares it per request.
+    claims_tag: str = field(init=False)
+
+    def __post_init__(self) -> None:
+        judged = (
+            self.leeway_seconds,
+            self.max_lifetime_seconds,
+            self.subject,
+            self.issuer,
+            sorted(self.audiences),
+        )
+        object.__setattr__(self, "claims_tag", repr(judged))
 
 
 @dataclass(frozen=True, slots=True)

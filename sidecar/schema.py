@@ -91,6 +91,26 @@ _TOKEN_PLACE = {
     "additionalProperties": False,
 }
 
+_URL = {"type": "string", "pattern": r"^https?://\S+$"}
+_JWKS = {
+    "description": "More keys: a local JWKS file (watched like the rules), a JWKS URL, "
+    "or an OpenID provider whose discovery document names the JWKS URL.",
+    "type": "object",
+    "properties": {
+        "file": {"type": "string", "minLength": 1},
+        "url": _URL,
+        "discovery": _URL,
+        "ca_file": {"type": "string", "minLength": 1},
+        "refresh_seconds": {"type": "number", "minimum": 1},
+        "stale_if_error_seconds": {"type": "number", "minimum": 0},
+        "unknown_kid_cooldown_seconds": {"type": "number", "minimum": 1},
+        "timeout_seconds": {"type": "number", "exclusiveMinimum": 0, "maximum": 60},
+    },
+    "oneOf": [{"required": ["file"]}, {"required": ["url"]}, {"required": ["discovery"]}],
+    "errorMessage": "set exactly one of file, url, discovery",
+    "additionalProperties": False,
+}
+
 _LISTEN = {"type": "string", "pattern": r"^[^\s:]*:[0-9]{1,5}$"}
 
 SCHEMA: dict[str, Any] = {
@@ -190,16 +210,14 @@ SCHEMA: dict[str, Any] = {
                                     "additionalProperties": False,
                                 },
                             },
-                            "jwks": {
-                                "type": "object",
-                                "properties": {
-                                    "file": {"type": "string", "minLength": 1},
-                                    "url": {"type": "string", "pattern": r"^https://\S+$"},
-                                },
-                                "additionalProperties": False,
-                                "minProperties": 1,
-                                "maxProperties": 1,
+                            "issuer": {"type": "string", "minLength": 1},
+                            "audiences": {
+                                "type": "array",
+                                "minItems": 1,
+                                "items": {"type": "string", "minLength": 1},
+                                "uniqueItems": True,
                             },
+                            "jwks": _JWKS,
                             "subject": {
                                 "type": "object",
                                 "properties": {

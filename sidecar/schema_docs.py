@@ -246,7 +246,42 @@ _JWT = {
         "A JWKS file, relative to the rules file; watched like the rules file."
     ),
     "streams[].jwt.jwks.url": Field(
-        "Refused at load: mount the JWKS as a file and refresh it out of band."
+        "An identity provider's JWKS URL, fetched at load and refreshed off the request path: "
+        "`https://`, or `http://` to a loopback address; redirects are never followed."
+    ),
+    "streams[].jwt.jwks.discovery": Field(
+        "Instead of `url`: an OpenID provider; `{discovery}/.well-known/openid-configuration` "
+        "names the JWKS URL (`jwks_uri`), and its `issuer` must equal `jwt.issuer`."
+    ),
+    "streams[].jwt.jwks.ca_file": Field(
+        "PEM CA certificates trusted besides the system's, for a provider behind a private CA; "
+        "watched like the rules file."
+    ),
+    "streams[].jwt.jwks.refresh_seconds": Field(
+        "Refresh interval (at least 1); an answer's `Cache-Control: max-age` replaces it, "
+        "clamped to [60, 86400].",
+        600,
+    ),
+    "streams[].jwt.jwks.stale_if_error_seconds": Field(
+        "While fetches fail, the last good keys stay usable this long after the last "
+        "successful fetch; then the stream has no keys (`keys_unavailable`).",
+        86400,
+    ),
+    "streams[].jwt.jwks.unknown_kid_cooldown_seconds": Field(
+        "At most one early refetch per this many seconds, on a token with an unknown `kid`; "
+        "the request that triggered it waits for it.",
+        30,
+    ),
+    "streams[].jwt.jwks.timeout_seconds": Field(
+        "Per HTTP request of a fetch (up to 60), and the longest a request waits for an early "
+        "refetch.",
+        5,
+    ),
+    "streams[].jwt.issuer": Field(
+        "`iss` must equal it exactly (`token_issuer_invalid`); required with `jwks.discovery`."
+    ),
+    "streams[].jwt.audiences": Field(
+        "`aud` (a string or a list of strings) must contain one of them (`token_audience_invalid`)."
     ),
     "streams[].jwt.subject": Field(
         "Single-subject tokens (Braze style): a claim names one customer id instead of an "

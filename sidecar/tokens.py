@@ -1,12 +1,15 @@
 """JWT verification for public streams (SPEC §5.2), in the spec's order.
 
     size → compact JWS → kid → alg → crit → signature → exp → nbf → identity
+         → issuer → audience
 
 Each failure is its own reason code. The algorithm always comes from the
 configured key; `jku`, `x5u`, `jwk` and `x5c` headers are never read. Verified
 tokens are cached per stream (keyed by a hash of the token, never past `exp`);
-a stream's cache is dropped as soon as its keys change, so a deleted key stops
-working with the next rules version.
+a stream's cache is dropped as soon as its keys or the claims it checks change,
+so a deleted key stops working with the next rules version or key-set fetch.
+A kid the stream's keys lack may be cured by one early refetch of a remote key
+set (SPEC §5.2): `verify_after_refetch` awaits it; `verify` never waits.
 """
 
 from __future__ import annotations
@@ -46,7 +49,8 @@ class VerifiedToken:
 
 def verify_jws(token: str, keys: KeySet) -> tuple[dict[str, Any], bytes]:
     """The JWS layer: header, key, algorithm and signature. Returns (header, payload).
-    Rejects: token_malformed, token_unknown_kid, token_algorithm_mismatch, token_bad_signature."""
+    Rejects: token_malformed, token_unknown_kid, token_algorithm_mismatch, token_bad_signature,
+    keys_unavailable."""
     if len(token) > MAX_TOKEN_BYTES:
         raise _fail(Reason.TOKEN_MALFORMED, f"the token is longer than {MAX_TOKEN_BYTES} bytes")
     if not _COMPACT.match(token):
@@ -66,9 +70,9 @@ def verify_jws(token: str, keys: KeySet) -> tuple[dict[str, Any], bytes]:
 
 
 def check_claims(payload: bytes, settings: JwtSettings, now: float) -> VerifiedToken:
-    """The claims layer: exp, lifetime, nbf and identity.
+    """The claims layer: exp, lifetime, nbf, identity, issuer and audience.
     Rejects: token_malformed, token_exp_missing, token_expired, token_lifetime_too_long,
-    token_claims_invalid."""
+    token_claims_invalid, token_issuer_invalid, token_audience_invalid."""
     claims = _json_object(payload, "claims")
     exp = _number(claims.get("exp"))
     if exp is None:
@@ -81,7 +85,28 @@ def check_claims(payload: bytes, settings: JwtSettings, now: float) -> VerifiedT
     not_before = _number(claims.get("nbf", now))
     if not_before is None or not_before > now + settings.leeway_seconds:
         raise _fail(Reason.TOKEN_CLAIMS_INVALID, "the token is not valid yet (nbf)")
-    return VerifiedToken(signed_ids=_identity(claims, settings), expires_at=exp)
+    signed_ids = _identity(claims, settings)
+    if settings.issuer is not None and claims.get("iss") != settings.issuer:
+        raise _fail(Reason.TOKEN_ISSUER_INVALID, "the token's iss is not this stream's issuer")
+    if settings.audiences and not _has_audience(claims.get("aud"), settings.audiences):
+        raise _fail(
+            Reason.TOKEN_AUDIENCE_INVALID, "the token's aud names none of this stream's audiences"
+        )
+    return VerifiedToken(signed_ids=signed_ids, expires_at=exp)
+
+
+def _has_audience(aud: object, audiences: frozenset[str]) -> bool:
+    """`aud` is a string or a list of strings, and one of them is configured."""
+    if isinstance(aud, str):
+        return aud in audiences
+    if not isinstance(aud, list) or not all(isinstance(item, str) for item in aud):
+        return False
+    return not audiences.isdisjoint(aud)
+
+
+class KeyMiss(Rejection):
+    """The token's kid is not in the stream's key set, or the set is empty: the one
+    failure an early refetch of a remote key set may cure."""
 
 
 class TokenVerifier:
@@ -92,17 +117,18 @@ class TokenVerifier:
     ) -> None:
         self._maxsize = maxsize
         self._clock = clock
-        self._caches: dict[str, tuple[str, TLRUCache[bytes, VerifiedToken]]] = {}
+        self._caches: dict[str, tuple[str, str, TLRUCache[bytes, VerifiedToken]]] = {}
         self.signature_checks = 0  # how many tokens went through the JWS layer
 
     def verify(self, stream: Stream, token: str) -> VerifiedToken:
         """A verified token for `stream`, from the cache when it holds one.
-        Rejects: every token_* reason of `verify_jws` and `check_claims`."""
+        Rejects: every token_* reason of `verify_jws` and `check_claims`, and
+        keys_unavailable (a remote key source has no keys)."""
         settings = stream.jwt
         if settings is None:
             raise RuntimeError(f"stream {stream.name!r} has no jwt settings")
         keys = settings.keys.current()
-        cache = self._cache(stream.name, keys.fingerprint)
+        cache = self._cache(stream.name, keys.fingerprint, settings.claims_tag)
         digest = hashlib.sha256(token.encode()).digest()
         try:
             return cache[digest]  # one lookup (`get` would look twice)
@@ -114,16 +140,27 @@ class TokenVerifier:
         cache[digest] = verified
         return verified
 
-    def _cache(self, stream: str, fingerprint: str) -> TLRUCache[bytes, VerifiedToken]:
-        """The stream's cache; a new, empty one whenever the stream's keys changed."""
+    async def verify_after_refetch(
+        self, stream: Stream, token: str, miss: KeyMiss
+    ) -> VerifiedToken:
+        """After `verify` failed with `miss` (the kid is not among the stream's keys):
+        `verify` once more when the key source allowed an early refetch and it ended
+        (SPEC §5.2), else `miss` again. Rejects: as `verify`."""
+        if stream.jwt is None or not await stream.jwt.keys.refetch():
+            raise miss
+        return self.verify(stream, token)
+
+    def _cache(self, stream: str, fingerprint: str, tag: str) -> TLRUCache[bytes, VerifiedToken]:
+        """The stream's cache; a new, empty one whenever the stream's keys or the
+        claims it checks changed."""
         held = self._caches.get(stream)
-        if held is None or held[0] != fingerprint:
+        if held is None or held[0] != fingerprint or held[1] != tag:
             cache: TLRUCache[bytes, VerifiedToken] = TLRUCache(
                 maxsize=self._maxsize, ttu=_until_expiry, timer=self._clock
             )
-            held = (fingerprint, cache)
+            held = (fingerprint, tag, cache)
             self._caches[stream] = held
-        return held[1]
+        return held[2]
 
 
 def _until_expiry(_: bytes, token: VerifiedToken, __: float) -> float:
@@ -135,8 +172,14 @@ def _key_for(header: Mapping[str, Any], keys: KeySet) -> VerificationKey:
     if not isinstance(kid, str) or not kid:
         raise _fail(Reason.TOKEN_UNKNOWN_KID, "the token header has no kid")
     key = keys.get(kid)
+    if key is None and keys.unavailable:
+        raise KeyMiss(
+            Reason.KEYS_UNAVAILABLE,
+            "this stream's keys are unavailable (its identity provider cannot be reached); "
+            "retry later",
+        )
     if key is None:
-        raise _fail(Reason.TOKEN_UNKNOWN_KID, "the token's kid is not a key of this stream")
+        raise KeyMiss(Reason.TOKEN_UNKNOWN_KID, "the token's kid is not a key of this stream")
     if header.get("alg") != key.alg:
         raise _fail(
             Reason.TOKEN_ALGORITHM_MISMATCH,

@@ -19,6 +19,7 @@ from tests.harness import (
     start_collector,
     start_sidecar,
 )
+from tests.idp import Provider
 
 StartSidecar = Callable[..., Awaitable[Sidecar]]
 
@@ -58,6 +59,20 @@ async def make_sidecar(tmp_path: Path, collector: Collector) -> AsyncIterator[St
         running.watcher.cancel()
     for runner in reversed(runners):
         await runner.cleanup()
+    for running in sidecars:
+        await running.reloader.key_sources.close()
+
+
+@pytest.fixture
+async def idp(tmp_path: Path) -> AsyncIterator[Provider]:
+    """A running HTTPS identity provider with one signing key, `k1`."""
+    directory = tmp_path / "idp"
+    directory.mkdir()
+    provider = Provider(directory)
+    provider.add_key("k1")
+    runner = await provider.start()
+    yield provider
+    await runner.cleanup()
 
 
 @pytest.fixture

@@ -204,13 +204,20 @@ class Served:
 
 
 async def serve_process(
-    tmp_path: Path, upstream: str, server_extra: str, *, capture: bool = False, timeout: float = 2
+    tmp_path: Path,
+    upstream: str,
+    server_extra: str,
+    *,
+    capture: bool = False,
+    timeout: float = 2,
+    streams: str = STANDARD_STREAMS,
 ) -> Served:
-    """Start `trackgate serve` with the standard streams on free ports; wait until ready."""
+    """Start `trackgate serve` (the standard streams by default) on free ports; wait
+    until ready."""
     port, admin_port = free_port(), free_port()
     server = f'listen: "127.0.0.1:{port}"\nadmin_listen: "127.0.0.1:{admin_port}"\n{server_extra}'
     path = tmp_path / "rules.yaml"
-    path.write_text(rules_text(upstream, STANDARD_STREAMS, server, timeout))
+    path.write_text(rules_text(upstream, streams, server, timeout))
     output = asyncio.subprocess.PIPE if capture else asyncio.subprocess.DEVNULL
     process = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "sidecar", "serve", "--config", str(path),

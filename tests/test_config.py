@@ -10,6 +10,8 @@ import pytest
 from sidecar.config import load_rules
 from sidecar.dialects import BUILTIN
 from sidecar.errors import ConfigError
+from sidecar.keys.refresh import RemoteSettings
+from sidecar.keys.remote import RemoteKeys
 from sidecar.rules import Access, Enforcement, SetName, StreamType
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -42,10 +44,13 @@ def test_config_errors_never_echo_secret_values() -> None:
     assert "hunter2" not in str(caught.value)
 
 
-@pytest.mark.parametrize("name", ["demo.yaml", "example.yaml"])
-def test_shipped_configs_load(name: str) -> None:
+@pytest.mark.parametrize(
+    ("name", "streams"),
+    [("demo.yaml", {"web", "backend"}), ("example.yaml", {"web", "app", "backend"})],
+)
+def test_shipped_configs_load(name: str, streams: set[str]) -> None:
     rules = load_rules(ROOT / "config" / name, ENV)
-    assert {s.name for s in rules.streams} == {"web", "backend"}
+    assert {s.name for s in rules.streams} == streams
     assert len(rules.version) == 12
 
 
@@ -69,6 +74,15 @@ def test_example_config_compiles_every_option() -> None:
     backend = rules.by_id["7f1c2d9e-0b8a-4a57-9d39-2f1f0c7e5a10"]
     assert backend.type is StreamType.PRIVATE
     assert [s.id for s in backend.secrets] == ["k-2026-11", "k-2026-05"]
+    app = rules.by_id["0c1f6a52-2b7e-4d43-9b1a-6f3e2d1c0b9a"]
+    assert app.jwt is not None and isinstance(app.jwt.keys, RemoteKeys)
+    assert app.jwt.keys.settings == RemoteSettings(
+        url="https://idp.example.com/.well-known/jwks.json",
+        discovery=None,
+        issuer="https://idp.example.com/",
+        ca_pem=None,
+    )  # every remote setting written out at its default
+    assert (app.jwt.issuer, app.jwt.audiences) == ("https://idp.example.com/", {"tracking"})
     assert rules.sources[0] == ROOT / "config/example.yaml"
     assert {p.name for p in rules.sources[1:]} == {"app-rsa-1.pem", "jwks.json"}
 
@@ -156,6 +170,12 @@ def test_without_template_sets_fail_closed(tmp_path: Path) -> None:
         (
             "{name: s, id: s1, type: public, forward_cookies: ['*'], customer_ids: {allow: [cookie]}}",
             "forward_cookies is ['*']",
+        ),
+        (
+            "{name: s, id: s1, type: public, customer_ids: {allow: [cookie]}, jwt: {jwks: "
+            "{url: 'https://idp.example.com/jwks', refresh_seconds: 600, "
+            "stale_if_error_seconds: 300}}}",
+            "stale_if_error_seconds is below refresh_seconds",
         ),
     ],
 )

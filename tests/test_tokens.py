@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
+from typing import Any
 
 import jwt
 import pytest
@@ -25,12 +27,12 @@ class Clock:
         return self.now
 
 
-def stream(tmp_path: Path, keys: str, name: str = "web") -> Stream:
+def stream(tmp_path: Path, keys: str, name: str = "web", checks: str = "") -> Stream:
     path = tmp_path / f"{name}.yaml"
     path.write_text(
         "version: 1\nserver: {upstream: {url: 'http://127.0.0.1:1'}}\nstreams:\n"
         f"  - name: {name}\n    id: {name}-id\n    type: public\n"
-        f"    jwt: {{leeway_seconds: 0, keys: [{keys}]}}\n"
+        f"    jwt: {{leeway_seconds: 0, keys: [{keys}]{checks}}}\n"
     )
     return load_rules(path, {"A": SECRET_A, "B": SECRET_B}).streams[0]
 
@@ -39,10 +41,10 @@ KEY_A = "{kid: a, alg: HS256, secret: {env: A}}"
 KEY_B = "{kid: b, alg: HS256, secret: {env: B}}"
 
 
-def token(kid: str = "a", secret: str = SECRET_A, exp: float = NOW + 60) -> str:
-    return jwt.encode(
-        {"ids": {"registered": "u"}, "exp": exp}, secret, "HS256", headers={"kid": kid}
-    )
+def token(kid: str = "a", secret: str = SECRET_A, exp: float = NOW + 60, **claims: Any) -> str:
+    """Signed as given: PyJWT's encode would refuse some claims the tests need (iss: [])."""
+    payload = json.dumps({"ids": {"registered": "u"}, "exp": exp, **claims}).encode()
+    return jwt.api_jws.encode(payload, secret, "HS256", headers={"kid": kid})
 
 
 def test_a_cached_token_causes_no_signature_verification(
@@ -88,6 +90,50 @@ def test_a_key_change_flushes_the_streams_cache(
     assert len(signature_checks) == 3  # the "b" token was verified again after the flush
 
 
+ISSUER = "https://idp.example.com/"
+
+
+@pytest.mark.parametrize(
+    ("claims", "reason"),
+    [
+        ({"iss": ISSUER, "aud": "tracking"}, None),
+        ({"iss": ISSUER, "aud": ["other", "tracking"]}, None),
+        ({"iss": "https://idp.example.com", "aud": "tracking"}, Reason.TOKEN_ISSUER_INVALID),
+        ({"iss": [ISSUER], "aud": "tracking"}, Reason.TOKEN_ISSUER_INVALID),
+        ({"aud": "tracking"}, Reason.TOKEN_ISSUER_INVALID),
+        ({"iss": ISSUER, "aud": "Tracking"}, Reason.TOKEN_AUDIENCE_INVALID),
+        ({"iss": ISSUER, "aud": []}, Reason.TOKEN_AUDIENCE_INVALID),
+        ({"iss": ISSUER, "aud": ["tracking", 7]}, Reason.TOKEN_AUDIENCE_INVALID),
+        ({"iss": ISSUER}, Reason.TOKEN_AUDIENCE_INVALID),
+    ],
+)
+def test_issuer_must_match_exactly_and_aud_must_name_an_audience(
+    tmp_path: Path, claims: dict[str, Any], reason: Reason | None
+) -> None:
+    checked = stream(tmp_path, KEY_A, checks=f", issuer: '{ISSUER}', audiences: [tracking, x]")
+    try:
+        TokenVerifier(clock=Clock()).verify(checked, token(**claims))
+    except Rejection as failure:
+        assert failure.reason is reason
+    else:
+        assert reason is None
+
+
+def test_a_new_audience_applies_to_tokens_already_cached(
+    tmp_path: Path, signature_checks: list[str]
+) -> None:
+    """A reload that adds `audiences` (same keys) drops the cache: a token verified
+    without the check must not stay valid until its exp."""
+    verifier = TokenVerifier(clock=Clock())
+    minted = token(aud="other-app")
+    verifier.verify(stream(tmp_path, KEY_A), minted)
+    checked = stream(tmp_path, KEY_A, checks=", audiences: [tracking]")
+    with pytest.raises(Rejection) as caught:
+        verifier.verify(checked, minted)
+    assert caught.value.reason is Reason.TOKEN_AUDIENCE_INVALID
+    assert len(signature_checks) == 2
+
+
 def test_streams_do_not_share_verified_tokens(tmp_path: Path, signature_checks: list[str]) -> None:
     verifier = TokenVerifier(clock=Clock())
     minted = token()
@@ -112,7 +158,7 @@ def test_the_cache_is_bounded(tmp_path: Path) -> None:
     web = stream(tmp_path, KEY_A)
     for n in range(10):
         verifier.verify(web, token(exp=NOW + 60 + n))
-    assert len(verifier._caches["web"][1]) == 3
+    assert len(verifier._caches["web"][-1]) == 3
 
 
 @pytest.mark.parametrize("claims", ['"exp":NaN', '"exp":Infinity', '"exp":1,"exp":2'])

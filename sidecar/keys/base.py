@@ -5,7 +5,8 @@ token verifier reads one snapshot per verification and keys its cache by the
 snapshot's fingerprint, so a rotated or deleted key flushes the stream's cache
 the moment the source publishes a new set. Sources loaded from the rules file
 (`static`, `jwks_file`) publish one set per rules version; a source that
-refreshes itself (a remote JWKS) swaps its snapshot off the request path.
+refreshes itself (`remote`) swaps its snapshot off the request path, and may be
+asked for one early refetch when a token names a kid it does not hold.
 """
 
 from __future__ import annotations
@@ -31,6 +32,9 @@ class KeySet:
     """One snapshot of a stream's keys, by kid."""
 
     by_kid: Mapping[str, VerificationKey] = field(default_factory=lambda: MappingProxyType({}))
+    # True for the empty set of a remote source that has no keys (never fetched, or
+    # stale beyond its window): tokens then fail `keys_unavailable`, not unknown kid.
+    unavailable: bool = False
     fingerprint: str = field(init=False)  # changes whenever any key changes
 
     def __post_init__(self) -> None:  # derived once: the token cache reads it per request
@@ -48,15 +52,22 @@ class KeySet:
         return len(self.by_kid)
 
 
+UNAVAILABLE = KeySet(unavailable=True)  # a refreshing source's set while it has no keys
+
+
 class KeySource(Protocol):
     """Where a stream's keys come from."""
 
     @property
     def kind(self) -> str:
-        """ "static", "jwks_file", …: named in errors, /config and /readyz."""
+        """ "static", "jwks_file", "jwks_url", …: named in errors, /config and /readyz."""
 
     def current(self) -> KeySet:
         """The keys in force now (never blocks, never does I/O)."""
+
+    async def refetch(self) -> bool:
+        """A token named a kid `current()` lacks: fetch early if the source may now.
+        True when a fetch ended (the keys may have changed), False when none ran."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,24 +80,13 @@ class FixedKeys:
     def current(self) -> KeySet:
         return self.keys
 
-
-@dataclass(frozen=True, slots=True)
-class Combined:
-    """A stream's sources together: their keys' union (kids are unique across them,
-    checked when each source loads)."""
-
-    sources: tuple[KeySource, ...]
-    kind: str = "combined"
-
-    def current(self) -> KeySet:
-        snapshots = [source.current() for source in self.sources]
-        return KeySet.of(key for snapshot in snapshots for key in snapshot.by_kid.values())
+    async def refetch(self) -> bool:
+        return False  # nothing to fetch: the next rules version brings new keys
 
 
-def combine(sources: Iterable[KeySource]) -> KeySource:
-    """One source for a stream: fixed sources are merged once, at load."""
+def combine(sources: Iterable[FixedKeys]) -> FixedKeys:
+    """One source for a stream's fixed sources, merged once, at load (kids are unique
+    across them, checked when each source loads)."""
     sources = tuple(sources)
-    if all(isinstance(source, FixedKeys) for source in sources):
-        keys = KeySet.of(k for s in sources for k in s.current().by_kid.values())
-        return FixedKeys("+".join(s.kind for s in sources) or "static", keys)
-    return Combined(sources)
+    keys = KeySet.of(k for s in sources for k in s.current().by_kid.values())
+    return FixedKeys("+".join(s.kind for s in sources) or "static", keys)

@@ -23,11 +23,6 @@ def jwks_file_keys(raw: Mapping[str, str], path: str, reader: SourceReader) -> F
 
 def load_jwks(raw: Mapping[str, str], path: str, reader: SourceReader) -> list[VerificationKey]:
     """The keys of a JWKS file, each checked like a configured key."""
-    if "url" in raw:
-        raise ConfigError(
-            f"{path}.url: fetching a JWKS over the network is not supported; "
-            "mount the JWKS as a file (it is watched and reloaded) and use jwks.file"
-        )
     try:
         document = json.loads(reader.read(raw, path))
     except ValueError:

@@ -145,7 +145,7 @@ def jwk_key(jwk: object, path: str) -> VerificationKey:
     if ops is not None and (not isinstance(ops, list) or "verify" not in ops):
         raise ConfigError(f"{path}.key_ops: does not allow 'verify'")
     alg = jwk.get("alg") or _infer_alg(jwk)
-    if alg not in HMAC_MIN_BYTES and alg not in _ASYMMETRIC_ALGS:
+    if not isinstance(alg, str) or (alg not in HMAC_MIN_BYTES and alg not in _ASYMMETRIC_ALGS):
         raise ConfigError(f"{path}.alg: {alg!r} is not a supported signature algorithm")
     if jwk.get("kty") == "oct":
         if alg not in HMAC_MIN_BYTES:
@@ -170,9 +170,10 @@ _CURVE_ALGS = {"P-256": "ES256", "P-384": "ES384", "P-521": "ES512"}
 
 def _infer_alg(jwk: Mapping[str, Any]) -> str | None:
     """The algorithm a JWK without `alg` can only mean; RSA and oct keys are ambiguous."""
-    if jwk.get("kty") == "EC":
-        return _CURVE_ALGS.get(jwk.get("crv", ""))
-    if jwk.get("kty") == "OKP" and jwk.get("crv") in ("Ed25519", "Ed448"):
+    curve = jwk.get("crv")
+    if jwk.get("kty") == "EC" and isinstance(curve, str):
+        return _CURVE_ALGS.get(curve)
+    if jwk.get("kty") == "OKP" and curve in ("Ed25519", "Ed448"):
         return "EdDSA"
     return None
 
