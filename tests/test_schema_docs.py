@@ -14,6 +14,7 @@ import pytest
 from sidecar.cli import main
 from sidecar.config import load_rules
 from sidecar.field_tables import render
+from sidecar.keys.remote import RemoteKeys
 from sidecar.rules import SetName
 from sidecar.schema import SCHEMA
 from sidecar.schema_docs import FIELDS, documented_schema, properties
@@ -70,11 +71,17 @@ streams:
     id: web-1
     type: public
     jwt: {keys: [{kid: k, alg: HS256, secret: {env: SECRET}}]}
+  - name: app
+    id: app-1
+    type: public
+    jwt: {jwks: {url: "https://idp.example.com/jwks.json"}}
 """
     )
     rules = load_rules(path, env={"SECRET": "s" * 32})
-    server, [stream] = rules.server, rules.streams
-    assert stream.jwt is not None
+    server, [stream, app] = rules.server, rules.streams
+    assert stream.jwt is not None and app.jwt is not None
+    assert isinstance(app.jwt.keys, RemoteKeys)
+    remote = app.jwt.keys.settings
     compiled = {
         "server.listen": ":".join(map(str, server.listen)),
         "server.admin_listen": ":".join(map(str, server.admin_listen)),
@@ -104,6 +111,15 @@ streams:
             }
             for p in stream.jwt.token_from
         ],
+        **{
+            f"streams[].jwt.jwks.{k}": getattr(remote, k)
+            for k in (
+                "refresh_seconds",
+                "stale_if_error_seconds",
+                "unknown_kid_cooldown_seconds",
+                "timeout_seconds",
+            )
+        },
     }
     defaults = {p: n["default"] for p, n, _ in properties(documented_schema()) if "default" in n}
     segment = {p for p in defaults if p.startswith("streams[].limits.")}  # the dialect's own

@@ -26,8 +26,8 @@ from urllib.parse import urlsplit
 
 import aiohttp
 
-from sidecar.jsoncodec import parse_json
 from sidecar.errors import ConfigError, Rejection
+from sidecar.jsoncodec import parse_json
 from sidecar.keys.base import KeySet, VerificationKey
 from sidecar.keys.material import jwk_key
 
