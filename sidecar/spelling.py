@@ -128,9 +128,8 @@ def check_query(query: Mapping[str, str], parameter: str) -> None:
     """A query key that is `parameter` under case folding or with `[]` appended
     (nginx's `$arg_` ignores case, PHP and Node's `qs` read `a[]` as `a`) without
     being it. Rejects: stream_id_conflict."""
-    wanted = fold(parameter)
-    for key in query:
-        if key != parameter and fold(key).removesuffix("[]") == wanted:
+    for key in query:  # the usual query holds only `parameter`: nothing is folded
+        if key != parameter and fold(key).removesuffix("[]") == fold(parameter):
             raise Rejection(
                 Reason.STREAM_ID_CONFLICT,
                 f"a query parameter is spelled like {parameter!r} without being it",
