@@ -52,15 +52,39 @@ class Principal:
 ANONYMOUS = Principal()
 
 
+@dataclass(frozen=True, slots=True)
+class Credentials:
+    """What a request presents to its stream, found once and read by every stage that
+    needs it: the secret check, the token stage, and the forwarder (never forwards
+    `consumed`). Where each travels is the stream's business (`secrets` for private
+    streams, `jwt.token_from` places) and, for the stream ID itself, the dialect's."""
+
+    secrets: tuple[bytes, ...]  # presented secrets (private streams)
+    tokens: frozenset[str]  # the distinct tokens at the stream's token places
+    consumed: frozenset[str]  # lower-case names of credential headers never forwarded
+
+
+def credentials(stream: Stream, headers: CIMultiDictProxy[str]) -> Credentials:
+    """The credentials the request presents to `stream`."""
+    places = stream.jwt.token_from if stream.jwt is not None else ()
+    if stream.enforcement is Enforcement.OFF:
+        places = ()  # tokens are not read (still consumed)
+    return Credentials(
+        secrets=presented_secrets(headers) if stream.type is StreamType.PRIVATE else (),
+        tokens=frozenset(token for place in places for token in _tokens_at(place, headers)),
+        consumed=consumed_headers(stream),
+    )
+
+
 async def token_principal(
-    stream: Stream, headers: CIMultiDictProxy[str], verifier: TokenVerifier
+    stream: Stream, presented: Credentials, verifier: TokenVerifier
 ) -> Principal:
     """The principal a public stream's token proves. Rejects: token_ambiguous.
     A token that fails verification is not rejected here: the policy decides.
     It awaits only an early refetch of a remote key set after an unknown kid."""
     if stream.jwt is None or stream.enforcement is Enforcement.OFF:
         return ANONYMOUS
-    token = find_token(stream.jwt.token_from, headers)
+    token = single_token(presented.tokens)
     if token is None:
         return ANONYMOUS
     try:
@@ -85,13 +109,12 @@ def principal_for(stream: Stream, token: str | None, verifier: TokenVerifier) ->
     return Principal(TokenState.VALID, signed_ids=verified.signed_ids)
 
 
-def find_token(places: tuple[TokenPlace, ...], headers: CIMultiDictProxy[str]) -> str | None:
-    """The token the request carries in `places`, in order.
-    Rejects: token_ambiguous (two different tokens, in one place or several)."""
-    tokens = {token for place in places for token in _tokens_at(place, headers)}
+def single_token(tokens: frozenset[str]) -> str | None:
+    """The one token presented, if any. Rejects: token_ambiguous (two different
+    tokens, in one place or several)."""
     if len(tokens) > 1:
         raise Rejection(Reason.TOKEN_AMBIGUOUS, "the request carries more than one token")
-    return tokens.pop() if tokens else None
+    return next(iter(tokens)) if tokens else None
 
 
 def _tokens_at(place: TokenPlace, headers: CIMultiDictProxy[str]) -> Iterator[str]:
@@ -110,22 +133,21 @@ def _tokens_at(place: TokenPlace, headers: CIMultiDictProxy[str]) -> Iterator[st
             yield credentials.strip()
 
 
-def check_secret(stream: Stream, headers: CIMultiDictProxy[str]) -> None:
+def check_secret(stream: Stream, presented: Credentials) -> None:
     """A private stream's secret. Rejects: secret_missing, secret_invalid."""
-    presented = presented_secrets(headers)
-    if not presented:
+    if not presented.secrets:
         raise Rejection(
             Reason.SECRET_MISSING,
             f"stream {stream.name!r} is private: send its secret as the HTTP Basic password "
             f"or in the {SECRET_HEADER} header",
         )
-    if not all(matches(stream.secrets, secret) for secret in presented):
+    if not all(matches(stream.secrets, secret) for secret in presented.secrets):
         raise Rejection(
             Reason.SECRET_INVALID, f"the secret for stream {stream.name!r} is not valid"
         )
 
 
-def presented_secrets(headers: CIMultiDictProxy[str]) -> list[bytes]:
+def presented_secrets(headers: CIMultiDictProxy[str]) -> tuple[bytes, ...]:
     """Every secret the request carries: `X-Stream-Secret` values and the Basic password.
     A Basic header with an empty password (Segment's `writeKey:`) presents no secret;
     undecodable Basic credentials present an invalid one."""
@@ -135,7 +157,7 @@ def presented_secrets(headers: CIMultiDictProxy[str]) -> list[bytes]:
         found.append(b"")  # matches nothing: secret_invalid
     elif basic is not None and basic.password:
         found.append(basic.password)
-    return found
+    return tuple(found)
 
 
 def matches(secrets: tuple[SharedSecret, ...], presented: bytes) -> bool:

@@ -23,7 +23,14 @@ from aiohttp import web
 from multidict import CIMultiDict
 
 from sidecar import logs
-from sidecar.auth import Principal, TokenState, check_secret, consumed_headers, token_principal
+from sidecar.auth import (
+    Credentials,
+    Principal,
+    TokenState,
+    check_secret,
+    credentials,
+    token_principal,
+)
 from sidecar.body import Body, check_content_type, read_body
 from sidecar.commands import Verdict
 from sidecar.cors import allow_headers, check_origin, preflight_origins, preflight_reply
@@ -121,13 +128,14 @@ class Pipeline:
         continue_if_expected(request, rules.server.max_body_bytes)
         body = await read_body(request, rules.server.max_body_bytes)
         stream = exchange.stream = find_stream(rules, endpoint, request, body)
+        presented = credentials(stream, request.headers)
         check_origin(stream, request)
         if stream.type is StreamType.PRIVATE:
-            check_secret(stream, request.headers)
+            check_secret(stream, presented)
         check_content_type(request.headers.get("Content-Type", ""))
         payload = endpoint.dialect.decode(endpoint, body, stream, rules.server.limits)
         exchange.commands = len(payload.commands)
-        principal = await token_principal(stream, request.headers, self.verifier)
+        principal = await token_principal(stream, presented, self.verifier)
         exchange.token_result = _token_result(principal)
         decision = in_mode(stream, decide(stream, principal, payload.commands), payload.commands)
         record_decision(exchange, decision)
@@ -137,7 +145,13 @@ class Pipeline:
         if isinstance(then, Answer):
             return then.reply
         sent = outgoing_headers(
-            rules, endpoint.dialect, stream, request, principal=principal, decision=decision
+            rules,
+            endpoint.dialect,
+            stream,
+            request,
+            presented=presented,
+            principal=principal,
+            decision=decision,
         )
         upstream = await self._forward(rules, request, body=then.body, sent=sent, exchange=exchange)
         verdicts = decision.verdicts
@@ -209,12 +223,13 @@ def outgoing_headers(
     stream: Stream,
     request: web.BaseRequest,
     *,
+    presented: Credentials,
     principal: Principal,
     decision: Decision,
 ) -> Outgoing:
     """What the forwarded head leaves out and sets: consumed credentials, identity
     headers judged unfit (SPEC §3.3 side channels), the stream's cookie rule."""
-    consumed = consumed_headers(stream)
+    consumed = presented.consumed
     if dialect.identity_headers:
         consumed |= identity_drops(
             dialect.identity_headers, stream, principal, decision, request.headers
