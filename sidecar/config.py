@@ -51,6 +51,7 @@ from sidecar.schema import ACCESS_LEVELS, structural_errors
 from sidecar.sources import SourceReader
 
 SECONDS_PER_DAY = 86_400
+MAX_KIDLESS_KEYS = 3  # Braze's own limit of public keys per app (SPEC §5.2 step 2)
 _DEFAULT_ACCESS = {
     SetName.CUSTOMER_IDS: Access.DENY,
     SetName.EVENT_TYPES: Access.DENY,
@@ -283,11 +284,19 @@ def _shared_secret(raw: Mapping[str, Any], path: str, reader: SourceReader) -> S
 
 def _compile_jwt(raw: Mapping[str, Any], path: str, reader: SourceReader) -> JwtSettings:
     subject = raw.get("subject")
+    keys = _key_source(raw, path, reader)
+    kid_required = raw.get("kid_required", True)
+    if not kid_required and len(keys.current()) > MAX_KIDLESS_KEYS:
+        raise ConfigError(
+            f"{path}.kid_required: a stream that accepts tokens without kid may hold at most "
+            f"{MAX_KIDLESS_KEYS} keys (it has {len(keys.current())})"
+        )
     return JwtSettings(
         enforcement=Enforcement(raw.get("enforcement", "enforce")),
         leeway_seconds=raw.get("leeway_seconds", 30),
         max_lifetime_seconds=int(raw.get("max_lifetime_days", 90) * SECONDS_PER_DAY),
-        keys=_key_source(raw, path, reader),
+        keys=keys,
+        kid_required=kid_required,
         subject=Subject(subject["claim"], subject["id_type"]) if subject else None,
         token_from=_token_places(raw.get("token_from"), f"{path}.token_from"),
         issuer=raw.get("issuer"),

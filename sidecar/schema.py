@@ -210,6 +210,7 @@ SCHEMA: dict[str, Any] = {
                                     "additionalProperties": False,
                                 },
                             },
+                            "kid_required": {"type": "boolean"},
                             "issuer": {"type": "string", "minLength": 1},
                             "audiences": {
                                 "type": "array",

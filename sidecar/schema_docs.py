@@ -224,6 +224,11 @@ _JWT = {
     "streams[].jwt.token_from[].cookie": Field(
         "A cookie holding the token; it is removed from the forwarded `Cookie` header."
     ),
+    "streams[].jwt.kid_required": Field(
+        "`false`: a token without `kid` (Braze's) is tried against each key whose `alg` "
+        "equals its header's; the stream may then hold at most 3 keys.",
+        True,
+    ),
     "streams[].jwt.keys": Field("Verification keys, each named by its `kid`."),
     "streams[].jwt.keys[].kid": Field(
         "The key id tokens name in their `kid` header; unique within the stream."
