@@ -28,7 +28,6 @@ from sidecar.keys import KeySource, combine, jwks_file_keys, static_keys
 from sidecar.keys.remote import is_remote, refuse_remote_only, remote_keys
 from sidecar.lints import lint
 from sidecar.rules import (
-    BEARER,
     Access,
     Cors,
     EdgeLimits,
@@ -216,7 +215,9 @@ def _compile_stream(raw: Mapping[str, Any], path: str, reader: SourceReader) -> 
             _shared_secret(item, f"{path}.secrets[{i}]", reader)
             for i, item in enumerate(raw.get("secrets", ()))
         ),
-        jwt=_compile_jwt(raw["jwt"], f"{path}.jwt", reader) if "jwt" in raw else None,
+        jwt=_compile_jwt(raw["jwt"], f"{path}.jwt", reader, dialect.default_token_from)
+        if "jwt" in raw
+        else None,
         cors=Cors(frozenset(cors["allowed_origins"])) if cors else None,
         debug_headers=raw.get("debug_headers", False),
         options=_options(dialect, raw, path),
@@ -282,7 +283,9 @@ def _shared_secret(raw: Mapping[str, Any], path: str, reader: SourceReader) -> S
     return SharedSecret(id=raw["id"], digest=hashlib.sha256(value).digest())
 
 
-def _compile_jwt(raw: Mapping[str, Any], path: str, reader: SourceReader) -> JwtSettings:
+def _compile_jwt(
+    raw: Mapping[str, Any], path: str, reader: SourceReader, token_from: tuple[TokenPlace, ...]
+) -> JwtSettings:
     subject = raw.get("subject")
     keys = _key_source(raw, path, reader)
     kid_required = raw.get("kid_required", True)
@@ -298,7 +301,7 @@ def _compile_jwt(raw: Mapping[str, Any], path: str, reader: SourceReader) -> Jwt
         keys=keys,
         kid_required=kid_required,
         subject=Subject(subject["claim"], subject["id_type"]) if subject else None,
-        token_from=_token_places(raw.get("token_from"), f"{path}.token_from"),
+        token_from=_token_places(raw.get("token_from"), f"{path}.token_from", token_from),
         issuer=raw.get("issuer"),
         audiences=frozenset(raw.get("audiences", ())),
     )
@@ -333,9 +336,11 @@ def _check_unique_kids(sources: Mapping[str, KeySource]) -> None:
             seen.add(kid)
 
 
-def _token_places(raw: list[Mapping[str, str]] | None, path: str) -> tuple[TokenPlace, ...]:
+def _token_places(
+    raw: list[Mapping[str, str]] | None, path: str, default: tuple[TokenPlace, ...]
+) -> tuple[TokenPlace, ...]:
     if raw is None:
-        return (BEARER,)
+        return default
     places = []
     for index, item in enumerate(raw):
         if "cookie" in item and "scheme" in item:

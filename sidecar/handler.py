@@ -26,7 +26,13 @@ from sidecar import logs
 from sidecar.auth import Principal, TokenState, check_secret, consumed_headers, token_principal
 from sidecar.body import Body, check_content_type, read_body
 from sidecar.commands import Verdict
-from sidecar.cors import allow_headers, check_origin, preflight_origins, preflight_reply
+from sidecar.cors import (
+    allow_headers,
+    check_origin,
+    preflight_origins,
+    preflight_reply,
+    unknown_stream_cors,
+)
 from sidecar.dialects import BUILTIN_ROUTER, Dialect, Endpoint
 from sidecar.errors import Reason, Rejection
 from sidecar.exchange import Exchange
@@ -89,6 +95,7 @@ class Pipeline:
         response = Response(status=reply.status, body=reply.body, headers=reply.headers)
         response.headers.update(
             allow_headers(exchange.stream, request, preflight=exchange.preflight)
+            or unknown_stream_cors(rules, endpoint, request, exchange.reason)
         )
         response.headers["X-Request-Id"] = exchange.request_id
         return response
@@ -214,7 +221,7 @@ def outgoing_headers(
 ) -> Outgoing:
     """What the forwarded head leaves out and sets: consumed credentials, identity
     headers judged unfit (SPEC §3.3 side channels), the stream's cookie rule."""
-    consumed = consumed_headers(stream)
+    consumed = consumed_headers(stream) - dialect.forwarded_credentials
     if dialect.identity_headers:
         consumed |= identity_drops(
             dialect.identity_headers, stream, principal, decision, request.headers

@@ -214,7 +214,8 @@ _JWT = {
     ),
     "streams[].jwt.token_from": Field(
         "Where the token travels, in order; two different tokens are `token_ambiguous`. "
-        "Wherever it travels it is consumed, never forwarded.",
+        "Wherever it travels it is consumed, never forwarded — except braze's "
+        "`X-Braze-Auth-Signature`, that dialect's default place, which Braze verifies again.",
         [{"header": "Authorization", "scheme": "Bearer"}],
     ),
     "streams[].jwt.token_from[].header": Field("A request header holding the token."),
