@@ -25,6 +25,7 @@ import yaml
 from sidecar.dialects import BUILTIN, DEFAULT, Dialect, Router, Template
 from sidecar.errors import ConfigError
 from sidecar.keys import KeySource, combine, jwks_file_keys, static_keys
+from sidecar.keys.fetch import check_ca
 from sidecar.keys.remote import is_remote, refuse_remote_only, remote_keys
 from sidecar.lints import lint
 from sidecar.rules import (
@@ -129,7 +130,7 @@ def compile_rules(
     if problems:
         raise ConfigError(*problems)
     return Rules(
-        server=_compile_server(document.get("server", {})),
+        server=_compile_server(document.get("server", {}), reader),
         streams=tuple(streams),
         by_id=MappingProxyType({s.id: s for s in streams}),
         version=version,
@@ -139,8 +140,12 @@ def compile_rules(
     )
 
 
-def _compile_server(raw: Mapping[str, Any]) -> Server:
+def _compile_server(raw: Mapping[str, Any], reader: SourceReader) -> Server:
     upstream = raw["upstream"]
+    ca_pem = None
+    if "ca_file" in upstream:
+        ca_pem = reader.read({"file": upstream["ca_file"]}, "server.upstream.ca_file")
+        check_ca(ca_pem, "server.upstream.ca_file")
     return Server(
         listen=_address(raw.get("listen", "0.0.0.0:8080"), "server.listen"),
         admin_listen=_address(raw.get("admin_listen", "0.0.0.0:9090"), "server.admin_listen"),
@@ -154,6 +159,7 @@ def _compile_server(raw: Mapping[str, Any]) -> Server:
             max_connections=upstream.get("max_connections", 256),
             idle_seconds=upstream.get("idle_seconds", 2),
             max_answer_bytes=upstream.get("max_answer_bytes", 1_048_576),
+            ca_pem=ca_pem,
         ),
         limits=EdgeLimits(**raw.get("limits", {})),
         trusted_proxies=tuple(

@@ -197,7 +197,11 @@ class Pipeline:
     def _pool(self, upstream: Upstream) -> Pool:
         """The collector's pool; a reload that moves the collector starts a new one."""
         pool = self.pool
-        if pool.url != upstream.url or pool.limit != upstream.max_connections:
+        if (pool.url, pool.limit, pool.ca_pem) != (
+            upstream.url,
+            upstream.max_connections,
+            upstream.ca_pem,
+        ):
             pool.close()  # idle connections now; busy ones as their requests end
             pool = self.pool = upstream_pool(upstream)
         pool.idle_seconds = upstream.idle_seconds  # a reload may change it; no new pool

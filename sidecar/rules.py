@@ -200,6 +200,7 @@ class Upstream:
     max_connections: int
     idle_seconds: float = 2.0  # an idle collector connection is reused at most this long
     max_answer_bytes: int = 1_048_576  # a larger collector answer → 502 upstream_invalid
+    ca_pem: bytes | None = None  # extra trust anchors for an https collector (`ca_file`)
 
 
 @dataclass(frozen=True, slots=True)

@@ -138,6 +138,10 @@ _SERVER = {
     "server.upstream.max_answer_bytes": Field(
         "A collector answer whose body is larger → 502 `upstream_invalid`.", 1_048_576
     ),
+    "server.upstream.ca_file": Field(
+        "An `https` collector: PEM CA certificates trusted besides the system's (a private "
+        "CA). The certificate is always verified against the URL's host name (SNI too)."
+    ),
 }
 
 _STREAM = {
