@@ -50,6 +50,7 @@ class InstantPool:
     def __init__(self, url: str, limit: int) -> None:
         self.url, self.limit, self.origin = url, limit, Origin.parse(url)
         self.idle_seconds = 2.0
+        self.ca_pem: bytes | None = None
 
     async def send(
         self, head: bytes, body: bytes, timeout: float, *, head_request: bool, max_answer: int

@@ -25,10 +25,10 @@ import yaml
 from sidecar.dialects import BUILTIN, DEFAULT, Dialect, Router, Template
 from sidecar.errors import ConfigError
 from sidecar.keys import KeySource, combine, jwks_file_keys, static_keys
+from sidecar.keys.fetch import check_ca
 from sidecar.keys.remote import is_remote, refuse_remote_only, remote_keys
 from sidecar.lints import lint
 from sidecar.rules import (
-    BEARER,
     Access,
     Cors,
     EdgeLimits,
@@ -51,6 +51,7 @@ from sidecar.schema import ACCESS_LEVELS, structural_errors
 from sidecar.sources import SourceReader
 
 SECONDS_PER_DAY = 86_400
+MAX_KIDLESS_KEYS = 3  # Braze's own limit of public keys per app (SPEC §5.2 step 2)
 _DEFAULT_ACCESS = {
     SetName.CUSTOMER_IDS: Access.DENY,
     SetName.EVENT_TYPES: Access.DENY,
@@ -129,7 +130,7 @@ def compile_rules(
     if problems:
         raise ConfigError(*problems)
     return Rules(
-        server=_compile_server(document.get("server", {})),
+        server=_compile_server(document.get("server", {}), reader),
         streams=tuple(streams),
         by_id=MappingProxyType({s.id: s for s in streams}),
         version=version,
@@ -139,8 +140,12 @@ def compile_rules(
     )
 
 
-def _compile_server(raw: Mapping[str, Any]) -> Server:
+def _compile_server(raw: Mapping[str, Any], reader: SourceReader) -> Server:
     upstream = raw["upstream"]
+    ca_pem = None
+    if "ca_file" in upstream:
+        ca_pem = reader.read({"file": upstream["ca_file"]}, "server.upstream.ca_file")
+        check_ca(ca_pem, "server.upstream.ca_file")
     return Server(
         listen=_address(raw.get("listen", "0.0.0.0:8080"), "server.listen"),
         admin_listen=_address(raw.get("admin_listen", "0.0.0.0:9090"), "server.admin_listen"),
@@ -154,6 +159,7 @@ def _compile_server(raw: Mapping[str, Any]) -> Server:
             max_connections=upstream.get("max_connections", 256),
             idle_seconds=upstream.get("idle_seconds", 2),
             max_answer_bytes=upstream.get("max_answer_bytes", 1_048_576),
+            ca_pem=ca_pem,
         ),
         limits=EdgeLimits(**raw.get("limits", {})),
         trusted_proxies=tuple(
@@ -215,7 +221,9 @@ def _compile_stream(raw: Mapping[str, Any], path: str, reader: SourceReader) -> 
             _shared_secret(item, f"{path}.secrets[{i}]", reader)
             for i, item in enumerate(raw.get("secrets", ()))
         ),
-        jwt=_compile_jwt(raw["jwt"], f"{path}.jwt", reader) if "jwt" in raw else None,
+        jwt=_compile_jwt(raw["jwt"], f"{path}.jwt", reader, dialect.default_token_from)
+        if "jwt" in raw
+        else None,
         cors=Cors(frozenset(cors["allowed_origins"])) if cors else None,
         debug_headers=raw.get("debug_headers", False),
         options=_options(dialect, raw, path),
@@ -281,15 +289,25 @@ def _shared_secret(raw: Mapping[str, Any], path: str, reader: SourceReader) -> S
     return SharedSecret(id=raw["id"], digest=hashlib.sha256(value).digest())
 
 
-def _compile_jwt(raw: Mapping[str, Any], path: str, reader: SourceReader) -> JwtSettings:
+def _compile_jwt(
+    raw: Mapping[str, Any], path: str, reader: SourceReader, token_from: tuple[TokenPlace, ...]
+) -> JwtSettings:
     subject = raw.get("subject")
+    keys = _key_source(raw, path, reader)
+    kid_required = raw.get("kid_required", True)
+    if not kid_required and len(keys.current()) > MAX_KIDLESS_KEYS:
+        raise ConfigError(
+            f"{path}.kid_required: a stream that accepts tokens without kid may hold at most "
+            f"{MAX_KIDLESS_KEYS} keys (it has {len(keys.current())})"
+        )
     return JwtSettings(
         enforcement=Enforcement(raw.get("enforcement", "enforce")),
         leeway_seconds=raw.get("leeway_seconds", 30),
         max_lifetime_seconds=int(raw.get("max_lifetime_days", 90) * SECONDS_PER_DAY),
-        keys=_key_source(raw, path, reader),
+        keys=keys,
+        kid_required=kid_required,
         subject=Subject(subject["claim"], subject["id_type"]) if subject else None,
-        token_from=_token_places(raw.get("token_from"), f"{path}.token_from"),
+        token_from=_token_places(raw.get("token_from"), f"{path}.token_from", token_from),
         issuer=raw.get("issuer"),
         audiences=frozenset(raw.get("audiences", ())),
     )
@@ -324,9 +342,11 @@ def _check_unique_kids(sources: Mapping[str, KeySource]) -> None:
             seen.add(kid)
 
 
-def _token_places(raw: list[Mapping[str, str]] | None, path: str) -> tuple[TokenPlace, ...]:
+def _token_places(
+    raw: list[Mapping[str, str]] | None, path: str, default: tuple[TokenPlace, ...]
+) -> tuple[TokenPlace, ...]:
     if raw is None:
-        return (BEARER,)
+        return default
     places = []
     for index, item in enumerate(raw):
         if "cookie" in item and "scheme" in item:

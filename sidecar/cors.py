@@ -19,6 +19,7 @@ import re
 
 from aiohttp import web
 
+from sidecar.dialects.base import Endpoint
 from sidecar.errors import Reason, Rejection
 from sidecar.reply import Reply
 from sidecar.rules import Rules, Stream
@@ -49,6 +50,21 @@ def allow_headers(
         return {"Vary": PREFLIGHT_VARY}
     origin = request.headers.get("Origin")
     if stream is None or stream.cors is None or origin not in stream.cors.allowed_origins:
+        return {}
+    return {**_allow(origin), "Access-Control-Expose-Headers": EXPOSED}
+
+
+def unknown_stream_cors(
+    rules: Rules | None, endpoint: Endpoint | None, request: web.BaseRequest, reason: Reason | None
+) -> dict[str, str]:
+    """The grant on an `unknown_stream` answer, for an origin allowed by any stream of
+    the endpoint's dialect (as preflights are granted): the page's SDK must be able to
+    read that answer (Braze's drops the batch on `invalid_api_key`, SPEC §3.4)."""
+    if reason is not Reason.UNKNOWN_STREAM or rules is None or endpoint is None:
+        return {}
+    origin = request.headers.get("Origin")
+    origins = preflight_origins(rules, endpoint.dialect.name, None)
+    if origin is None or origins is None or origin not in origins:
         return {}
     return {**_allow(origin), "Access-Control-Expose-Headers": EXPOSED}
 

@@ -69,7 +69,12 @@ class Outgoing(NamedTuple):
 
 def upstream_pool(upstream: Upstream) -> Pool:
     """One shared keep-alive pool to the collector."""
-    return Pool(upstream.url, upstream.max_connections, idle_seconds=upstream.idle_seconds)
+    return Pool(
+        upstream.url,
+        upstream.max_connections,
+        idle_seconds=upstream.idle_seconds,
+        ca_pem=upstream.ca_pem,
+    )
 
 
 async def forward(

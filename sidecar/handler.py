@@ -33,7 +33,13 @@ from sidecar.auth import (
 )
 from sidecar.body import Body, check_content_type, read_body
 from sidecar.commands import Verdict
-from sidecar.cors import allow_headers, check_origin, preflight_origins, preflight_reply
+from sidecar.cors import (
+    allow_headers,
+    check_origin,
+    preflight_origins,
+    preflight_reply,
+    unknown_stream_cors,
+)
 from sidecar.dialects import BUILTIN_ROUTER, Dialect, Endpoint
 from sidecar.errors import Reason, Rejection
 from sidecar.exchange import Exchange
@@ -96,6 +102,7 @@ class Pipeline:
         response = Response(status=reply.status, body=reply.body, headers=reply.headers)
         response.headers.update(
             allow_headers(exchange.stream, request, preflight=exchange.preflight)
+            or unknown_stream_cors(rules, endpoint, request, exchange.reason)
         )
         response.headers["X-Request-Id"] = exchange.request_id
         return response
@@ -204,7 +211,11 @@ class Pipeline:
     def _pool(self, upstream: Upstream) -> Pool:
         """The collector's pool; a reload that moves the collector starts a new one."""
         pool = self.pool
-        if pool.url != upstream.url or pool.limit != upstream.max_connections:
+        if (pool.url, pool.limit, pool.ca_pem) != (
+            upstream.url,
+            upstream.max_connections,
+            upstream.ca_pem,
+        ):
             pool.close()  # idle connections now; busy ones as their requests end
             pool = self.pool = upstream_pool(upstream)
         pool.idle_seconds = upstream.idle_seconds  # a reload may change it; no new pool
@@ -229,7 +240,7 @@ def outgoing_headers(
 ) -> Outgoing:
     """What the forwarded head leaves out and sets: consumed credentials, identity
     headers judged unfit (SPEC §3.3 side channels), the stream's cookie rule."""
-    consumed = presented.consumed
+    consumed = presented.consumed - dialect.forwarded_credentials
     if dialect.identity_headers:
         consumed |= identity_drops(
             dialect.identity_headers, stream, principal, decision, request.headers

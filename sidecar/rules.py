@@ -137,6 +137,7 @@ class JwtSettings:
     max_lifetime_seconds: int
     keys: KeySource  # `current()` is the key set in force
     subject: Subject | None
+    kid_required: bool = True  # False: a token without kid is tried against each key of its alg
     token_from: tuple[TokenPlace, ...] = (BEARER,)  # where the token travels, in order
     issuer: str | None = None  # `iss` must equal it exactly (None: not checked)
     audiences: frozenset[str] = frozenset()  # `aud` must contain one (empty: not checked)
@@ -150,6 +151,7 @@ class JwtSettings:
             self.leeway_seconds,
             self.max_lifetime_seconds,
             self.subject,
+            self.kid_required,
             self.issuer,
             sorted(self.audiences),
         )
@@ -198,6 +200,7 @@ class Upstream:
     max_connections: int
     idle_seconds: float = 2.0  # an idle collector connection is reused at most this long
     max_answer_bytes: int = 1_048_576  # a larger collector answer → 502 upstream_invalid
+    ca_pem: bytes | None = None  # extra trust anchors for an https collector (`ca_file`)
 
 
 @dataclass(frozen=True, slots=True)

@@ -143,6 +143,7 @@ SCHEMA: dict[str, Any] = {
                         "max_connections": {"type": "integer", "minimum": 1},
                         "idle_seconds": {"type": "number", "minimum": 0},
                         "max_answer_bytes": {"type": "integer", "minimum": 1024},
+                        "ca_file": {"type": "string", "minLength": 1},
                     },
                     "required": ["url"],
                     "additionalProperties": False,
@@ -210,6 +211,7 @@ SCHEMA: dict[str, Any] = {
                                     "additionalProperties": False,
                                 },
                             },
+                            "kid_required": {"type": "boolean"},
                             "issuer": {"type": "string", "minLength": 1},
                             "audiences": {
                                 "type": "array",

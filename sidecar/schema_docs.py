@@ -138,6 +138,10 @@ _SERVER = {
     "server.upstream.max_answer_bytes": Field(
         "A collector answer whose body is larger → 502 `upstream_invalid`.", 1_048_576
     ),
+    "server.upstream.ca_file": Field(
+        "An `https` collector: PEM CA certificates trusted besides the system's (a private "
+        "CA). The certificate is always verified against the URL's host name (SNI too)."
+    ),
 }
 
 _STREAM = {
@@ -214,7 +218,8 @@ _JWT = {
     ),
     "streams[].jwt.token_from": Field(
         "Where the token travels, in order; two different tokens are `token_ambiguous`. "
-        "Wherever it travels it is consumed, never forwarded.",
+        "Wherever it travels it is consumed, never forwarded — except braze's "
+        "`X-Braze-Auth-Signature`, that dialect's default place, which Braze verifies again.",
         [{"header": "Authorization", "scheme": "Bearer"}],
     ),
     "streams[].jwt.token_from[].header": Field("A request header holding the token."),
@@ -223,6 +228,11 @@ _JWT = {
     ),
     "streams[].jwt.token_from[].cookie": Field(
         "A cookie holding the token; it is removed from the forwarded `Cookie` header."
+    ),
+    "streams[].jwt.kid_required": Field(
+        "`false`: a token without `kid` (Braze's) is tried against each key whose `alg` "
+        "equals its header's; the stream may then hold at most 3 keys.",
+        True,
     ),
     "streams[].jwt.keys": Field("Verification keys, each named by its `kid`."),
     "streams[].jwt.keys[].kid": Field(

@@ -19,7 +19,7 @@ import binascii
 import hashlib
 import re
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Any
@@ -47,7 +47,7 @@ class VerifiedToken:
     expires_at: float
 
 
-def verify_jws(token: str, keys: KeySet) -> tuple[dict[str, Any], bytes]:
+def verify_jws(token: str, keys: KeySet, kid_required: bool = True) -> tuple[dict[str, Any], bytes]:
     """The JWS layer: header, key, algorithm and signature. Returns (header, payload).
     Rejects: token_malformed, token_unknown_kid, token_algorithm_mismatch, token_bad_signature,
     keys_unavailable."""
@@ -59,12 +59,15 @@ def verify_jws(token: str, keys: KeySet) -> tuple[dict[str, Any], bytes]:
         )
     segments = token.split(".")
     header = _json_object(_b64decode(segments[0]), "header")
-    key = _key_for(header, keys)
+    if kid_required or "kid" in header:
+        candidates: Sequence[VerificationKey] = (_key_for(header, keys),)
+    else:
+        candidates = _keys_for_alg(header, keys)
     _check_crit(header)
     signature = _b64decode(segments[2])
     payload = _b64decode(segments[1])
     signing_input = f"{segments[0]}.{segments[1]}".encode()
-    if not _signature_valid(key, signing_input, signature):
+    if not any(_signature_valid(key, signing_input, signature) for key in candidates):
         raise _fail(Reason.TOKEN_BAD_SIGNATURE, "the token signature is not valid")
     return header, payload
 
@@ -135,7 +138,7 @@ class TokenVerifier:
         except KeyError:
             pass
         self.signature_checks += 1
-        _, payload = verify_jws(token, keys)
+        _, payload = verify_jws(token, keys, settings.kid_required)
         verified = check_claims(payload, settings, self._clock())
         cache[digest] = verified
         return verified
@@ -186,6 +189,22 @@ def _key_for(header: Mapping[str, Any], keys: KeySet) -> VerificationKey:
             f"the token's alg does not match key {kid!r} ({key.alg})",
         )
     return key
+
+
+def _keys_for_alg(header: Mapping[str, Any], keys: KeySet) -> Sequence[VerificationKey]:
+    """A kid-less token's candidate keys (`jwt.kid_required: false`): each key whose
+    alg equals the header's. Rejects: keys_unavailable, token_algorithm_mismatch."""
+    if keys.unavailable:
+        raise KeyMiss(
+            Reason.KEYS_UNAVAILABLE,
+            "this stream's keys are unavailable (its identity provider cannot be reached); "
+            "retry later",
+        )
+    alg = header.get("alg")
+    candidates = [key for key in keys.by_kid.values() if key.alg == alg]
+    if not candidates:
+        raise _fail(Reason.TOKEN_ALGORITHM_MISMATCH, "no key of this stream has the token's alg")
+    return candidates
 
 
 def _check_crit(header: Mapping[str, Any]) -> None:

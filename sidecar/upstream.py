@@ -38,6 +38,14 @@ from sidecar.answers import Answer, AnswerParser, InvalidAnswer
 __all__ = ["Answer", "InvalidAnswer", "Origin", "Pool", "UpstreamError"]
 
 
+def _tls_context(ca_pem: bytes | None) -> ssl.SSLContext:
+    """Certificate and host name verified; the system's trust store plus `ca_pem`."""
+    context = ssl.create_default_context()
+    if ca_pem is not None:
+        context.load_verify_locations(cadata=ca_pem.decode("ascii"))
+    return context
+
+
 class UpstreamError(Exception):
     """The collector could not be reached, or closed the connection mid-answer."""
 
@@ -63,7 +71,14 @@ class Origin(NamedTuple):
 class Pool:
     """Keep-alive connections to one origin, shared by every request of a process."""
 
-    def __init__(self, url: str, max_connections: int, *, idle_seconds: float = 2.0) -> None:
+    def __init__(
+        self,
+        url: str,
+        max_connections: int,
+        *,
+        idle_seconds: float = 2.0,
+        ca_pem: bytes | None = None,
+    ) -> None:
         self.url = url
         self.origin = Origin.parse(url)
         self.limit = max_connections
@@ -71,7 +86,8 @@ class Pool:
         self._idle: list[_Connection] = []
         self._open = 0  # connections that exist or are being made
         self._waiters: collections.deque[asyncio.Future[None]] = collections.deque()
-        self._tls = ssl.create_default_context() if self.origin.tls else None
+        self.ca_pem = ca_pem
+        self._tls = _tls_context(ca_pem) if self.origin.tls else None
         self.closed = False
 
     async def send(

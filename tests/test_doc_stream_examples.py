@@ -12,6 +12,7 @@ import pytest
 from sidecar.config import load_rules
 from tests.harness import ROOT, rules_text
 from tests.idp import make_tls
+from tests.jwt_keys import Keys, public_pem
 
 YAML_BLOCK = re.compile(r"```yaml\n(.*?)```", re.DOTALL)
 DOCUMENTS = ("README.md", "docs/configuration.md")
@@ -31,6 +32,7 @@ def test_the_docs_hold_stream_examples() -> None:
 def test_every_stream_example_in_the_docs_loads(tmp_path: Path, document: str, block: str) -> None:
     make_tls(tmp_path)
     shutil.copy(tmp_path / "ca.pem", tmp_path / "idp-ca.pem")  # the examples' ca_file
+    (tmp_path / "braze-1.pem").write_bytes(public_pem(Keys.create(tmp_path).rsa))  # the braze one
     path = tmp_path / "rules.yaml"
     path.write_text(rules_text("http://127.0.0.1:1", block))
     assert load_rules(path, {}).streams

@@ -103,6 +103,7 @@ streams:
         "streams[].jwt.enforcement": stream.jwt.enforcement.value,
         "streams[].jwt.leeway_seconds": stream.jwt.leeway_seconds,
         "streams[].jwt.max_lifetime_days": stream.jwt.max_lifetime_seconds / 86_400,
+        "streams[].jwt.kid_required": stream.jwt.kid_required,
         "streams[].jwt.token_from": [
             {
                 k: v

@@ -10,7 +10,7 @@ import jwt
 import pytest
 
 from sidecar.config import load_rules
-from sidecar.errors import Reason, Rejection
+from sidecar.errors import ConfigError, Reason, Rejection
 from sidecar.rules import Stream
 from sidecar.tokens import TokenVerifier
 
@@ -188,3 +188,59 @@ def test_integers_past_the_float_range_are_judged_not_crashed_on(
     with pytest.raises(Rejection) as failure:
         TokenVerifier(clock=Clock()).verify(stream(tmp_path, KEY_A), signed)
     assert failure.value.reason is reason
+
+
+# -- jwt.kid_required: false (SPEC §5.2 step 2: Braze's tokens carry no kid) ------------
+
+KEY_C = "{kid: c, alg: HS384, secret: {env: C}}"
+SECRET_C = "c" * 48
+
+
+def kidless(secret: str = SECRET_B, alg: str = "HS256", exp: float = NOW + 60) -> str:
+    """A token whose header is only {"alg", "typ"}."""
+    payload = json.dumps({"ids": {"registered": "u"}, "exp": exp}).encode()
+    return jwt.api_jws.encode(payload, secret, alg)
+
+
+def kidless_stream(tmp_path: Path, keys: str) -> Stream:
+    path = tmp_path / "kidless.yaml"
+    path.write_text(
+        "version: 1\nserver: {upstream: {url: 'http://127.0.0.1:1'}}\nstreams:\n"
+        "  - name: web\n    id: web-id\n    type: public\n"
+        f"    jwt: {{leeway_seconds: 0, kid_required: false, keys: [{keys}]}}\n"
+    )
+    env = {"A": SECRET_A, "B": SECRET_B, "C": SECRET_C}
+    return load_rules(path, env).streams[0]
+
+
+def test_a_token_without_kid_is_tried_against_each_key_of_its_alg(
+    tmp_path: Path, signature_checks: list[str]
+) -> None:
+    assert "kid" not in jwt.get_unverified_header(kidless())
+    verifier = TokenVerifier(clock=Clock())
+    web = kidless_stream(tmp_path, f"{KEY_A}, {KEY_B}, {KEY_C}")
+    assert verifier.verify(web, kidless()).signed_ids == {"registered": "u"}
+    assert signature_checks == ["a", "b"]  # each HS256 key in turn, never the HS384 one
+    for _ in range(3):
+        verifier.verify(web, kidless())  # cached: one dict lookup
+    assert verifier.signature_checks == 1
+    with pytest.raises(Rejection) as failure:
+        verifier.verify(web, kidless(secret="x" * 32))
+    assert failure.value.reason is Reason.TOKEN_BAD_SIGNATURE
+    with pytest.raises(Rejection) as failure:
+        verifier.verify(web, kidless(secret="x" * 64, alg="HS512"))
+    assert failure.value.reason is Reason.TOKEN_ALGORITHM_MISMATCH
+    assert verifier.verify(web, token()).signed_ids  # a token with kid still names its key
+
+
+def test_a_token_without_kid_needs_kid_required_false(tmp_path: Path) -> None:
+    with pytest.raises(Rejection) as failure:
+        TokenVerifier(clock=Clock()).verify(stream(tmp_path, KEY_B), kidless())
+    assert failure.value.reason is Reason.TOKEN_UNKNOWN_KID
+
+
+def test_kid_required_false_allows_at_most_three_keys(tmp_path: Path) -> None:
+    key_d = "{kid: d, alg: HS256, secret: {env: A}}"
+    with pytest.raises(ConfigError) as failure:
+        kidless_stream(tmp_path, f"{KEY_A}, {KEY_B}, {KEY_C}, {key_d}")
+    assert "streams[0].jwt.kid_required" in str(failure.value)

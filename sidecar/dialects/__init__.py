@@ -13,9 +13,12 @@ from types import MappingProxyType
 
 from sidecar.dialects.base import Dialect, Endpoint, Payload, PlainRequest, RequestView, Template
 from sidecar.dialects.bloomreach import Bloomreach
+from sidecar.dialects.braze import Braze
 from sidecar.dialects.segment import Segment
 
-BUILTIN: Mapping[str, Dialect] = MappingProxyType({d.name: d for d in (Bloomreach(), Segment())})
+BUILTIN: Mapping[str, Dialect] = MappingProxyType(
+    {d.name: d for d in (Bloomreach(), Segment(), Braze())}
+)
 DEFAULT = "bloomreach"  # a stream without `dialect` (SPEC §1)
 MEMO_SIZE = 4096  # distinct paths remembered per router
 

@@ -21,7 +21,7 @@ from sidecar.body import Body
 from sidecar.commands import Command, Kind, Verdict
 from sidecar.errors import Rejection
 from sidecar.reply import Reply
-from sidecar.rules import EdgeLimits, Stream
+from sidecar.rules import EdgeLimits, Stream, TokenPlace
 
 
 @dataclass(frozen=True, slots=True)
@@ -90,6 +90,11 @@ class Dialect(Protocol):
     templates: Mapping[str, Template]  # `public` and `private` in this format's names
     # Stream keys only this dialect takes: the JSON Schema of each (`trackgate schema`).
     option_schemas: Mapping[str, Mapping[str, Any]]
+    # Where its SDKs send a JWT when the stream's `jwt.token_from` does not say (SPEC §5.2).
+    default_token_from: tuple[TokenPlace, ...]
+    # Credential headers (lower case) forwarded although consumed: Braze verifies its
+    # signature again when it is the upstream (SPEC §3.4). Empty for most formats.
+    forwarded_credentials: frozenset[str]
 
     def compile_options(self, raw: Mapping[str, Any], path: str) -> object:
         """The stream's options, compiled (`Stream.options`). Raises ConfigError."""

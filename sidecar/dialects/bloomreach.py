@@ -21,7 +21,7 @@ from sidecar.dialects.bloomreach_templates import TEMPLATES
 from sidecar.errors import Reason, Rejection
 from sidecar.jsoncodec import dump_json, parse_json
 from sidecar.reply import Reply, error_reply
-from sidecar.rules import EdgeLimits, SetName, Stream
+from sidecar.rules import BEARER, EdgeLimits, SetName, Stream, TokenPlace
 from sidecar.spelling import NAMES, Fields, KeyProblem, check_query
 
 MAX_BATCH_COMMANDS = 50
@@ -63,6 +63,8 @@ class Bloomreach:
     anonymous_id = "cookie"
     templates = TEMPLATES
     option_schemas: Mapping[str, Mapping[str, Any]] = {}
+    default_token_from: tuple[TokenPlace, ...] = (BEARER,)
+    forwarded_credentials: frozenset[str] = frozenset()
 
     def compile_options(self, raw: Mapping[str, Any], path: str) -> None:
         """No options of its own."""

@@ -37,7 +37,7 @@ from sidecar.dialects.segment_decode import (
 from sidecar.errors import Reason, Rejection
 from sidecar.jsoncodec import dump_json
 from sidecar.reply import Reply, error_reply
-from sidecar.rules import EdgeLimits, SetName, Stream
+from sidecar.rules import BEARER, EdgeLimits, SetName, Stream, TokenPlace
 from sidecar.spelling import check_query
 
 _SHORT_FORMS = {
@@ -131,6 +131,8 @@ class Segment:
     anonymous_id = "anonymous_id"
     templates = TEMPLATES
     option_schemas: Mapping[str, Mapping[str, Any]] = {"limits": _LIMITS_SCHEMA}
+    default_token_from: tuple[TokenPlace, ...] = (BEARER,)
+    forwarded_credentials: frozenset[str] = frozenset()
 
     def compile_options(self, raw: Mapping[str, Any], path: str) -> Limits:
         """`limits: {max_message_bytes, max_batch_bytes}` (Segment's 32 KB and 500 KB)."""

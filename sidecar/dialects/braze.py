@@ -1,0 +1,195 @@
+"""The `braze` dialect (SPEC §3.4): the Braze SDKs' wire format, in front of a
+collector that speaks it or of Braze itself (a first-party proxy).
+
+Endpoints: `/api/v3/data/` (events and attributes, judged and rewritten) and
+every other `/api/v3/…` path (companions: stream and token checked, the body
+forwarded as received). The stream ID is the API key (`X-Braze-Api-Key` or the
+body's `api_key`); the token is `X-Braze-Auth-Signature`; both headers are
+forwarded unchanged (Braze verifies them again). Decoding is `braze_decode`.
+
+Answers follow what the Web SDK acts on (it reads 2xx bodies only): token
+failures, `signature_required` and `ids_mismatch` are `200 {"auth_error": …}`
+(the app's auth-failure callback runs, the data is re-queued), an unknown key is
+`200 {"error": "invalid_api_key"}` (the SDK drops the batch), other rejections
+keep their status with `{"error": code, "message": …}`.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from sidecar.body import Body
+from sidecar.commands import Verdict
+from sidecar.dialects.base import Endpoint, Payload, RequestView
+from sidecar.dialects.braze_decode import (
+    ARRAYS,
+    ATTRIBUTE_OPS,
+    ID_TYPES,
+    TEMPLATES,
+    check_envelope,
+    decode_data,
+)
+from sidecar.errors import Reason, Rejection
+from sidecar.jsoncodec import dump_json
+from sidecar.reply import Reply, error_reply
+from sidecar.rules import EdgeLimits, SetName, Stream, TokenPlace
+
+API_KEY_HEADER = "X-Braze-Api-Key"
+SIGNATURE_HEADER = "X-Braze-Auth-Signature"
+REJECTED_HEADER = "X-Trackgate-Rejected"
+_DATA = re.compile(r"^/api/v3/data/?$")
+_COMPANION = re.compile(r"^/api/v3/[A-Za-z0-9_.~-]+(/[A-Za-z0-9_.~-]+)*/?$")
+_JSON = {"Content-Type": "application/json"}
+_ATTRIBUTE_FIELDS = frozenset({"user_id", "alias", "custom"})
+# The SDK authentication error codes Braze's own backend answers (its SDK docs).
+AUTH_ERROR_CODES: Mapping[Reason, int] = {
+    Reason.TOKEN_EXP_MISSING: 10,
+    Reason.TOKEN_MALFORMED: 20,
+    Reason.TOKEN_BAD_SIGNATURE: 20,
+    Reason.TOKEN_EXPIRED: 22,
+    Reason.TOKEN_CLAIMS_INVALID: 23,
+    Reason.TOKEN_LIFETIME_TOO_LONG: 23,
+    Reason.TOKEN_ISSUER_INVALID: 23,
+    Reason.TOKEN_AUDIENCE_INVALID: 23,
+    Reason.TOKEN_ALGORITHM_MISMATCH: 24,
+    Reason.KEYS_UNAVAILABLE: 25,
+    Reason.SIGNATURE_REQUIRED: 26,
+    Reason.TOKEN_UNKNOWN_KID: 27,
+    Reason.IDS_MISMATCH: 28,
+}
+
+
+class Braze:
+    """Braze SDK API (`/api/v3`)."""
+
+    name = "braze"
+    identity_headers: Mapping[str, str] = {}  # ids travel in the body only
+    id_types: frozenset[str] | None = ID_TYPES
+    anonymous_id = "device_id"
+    templates = TEMPLATES
+    option_schemas: Mapping[str, Mapping[str, Any]] = {}
+    default_token_from: tuple[TokenPlace, ...] = (TokenPlace(header=SIGNATURE_HEADER),)
+    # Braze verifies the key and the signature again when it is the upstream.
+    forwarded_credentials = frozenset({SIGNATURE_HEADER.lower()})
+
+    def compile_options(self, raw: Mapping[str, Any], path: str) -> None:
+        """No options of its own."""
+        return None
+
+    def match(self, path: str) -> Endpoint | None:
+        """`/api/v3/data/` (a batch), or a companion `/api/v3/…` endpoint."""
+        if _DATA.match(path):
+            return Endpoint(self, "data", None)
+        if _COMPANION.match(path):
+            return Endpoint(self, "companion", None)
+        return None
+
+    def stream_id(self, request: RequestView, endpoint: Endpoint, body: Body) -> str | None:
+        """The API key: `X-Braze-Api-Key` and the body's `api_key`.
+        Rejects: stream_id_conflict."""
+        found = set(request.headers.getall(API_KEY_HEADER, ()))
+        document = body.document_or_none()
+        if isinstance(document, dict) and isinstance(document.get("api_key"), str):
+            found.add(document["api_key"])
+        found.discard("")
+        if len(found) > 1:
+            raise Rejection(
+                Reason.STREAM_ID_CONFLICT,
+                f"the request names more than one API key ({API_KEY_HEADER}, body api_key)",
+            )
+        return found.pop() if found else None
+
+    def decode(self, endpoint: Endpoint, body: Body, stream: Stream, limits: EdgeLimits) -> Payload:
+        """`/data/`: every events[] and attributes[] item; a companion: no commands
+        (its JSON envelope is still checked). Rejects: malformed_payload,
+        payload_too_large."""
+        if endpoint.name == "companion":
+            document = body.document_or_none() if body.raw else None
+            if isinstance(document, dict):
+                check_envelope(document, limits.max_names_per_object)
+            return Payload(endpoint, document, (), ())
+        document = body.document()
+        check_envelope(document, limits.max_names_per_object)  # a dict from here on
+        items, commands = decode_data(document, limits.max_names_per_object)
+        return Payload(endpoint, document, items, commands)
+
+    def encode(self, payload: Payload, verdicts: Sequence[Verdict]) -> bytes:
+        """The forwarded items with stripped ids and attributes removed; an attribute
+        operation whose attribute is stripped is removed; a stripped `device_id`
+        leaves the request."""
+        order = iter(verdicts)  # the items are events[] then attributes[], in order
+        out = dict(payload.document)
+        for array in ARRAYS:
+            if isinstance(out.get(array), list):
+                judged = [(item, next(order)) for item in out[array]]
+                out[array] = [_strip(item, v) for item, v in judged if _kept(item, v)]
+        if any("device_id" in v.stripped.get(SetName.CUSTOMER_IDS, ()) for v in verdicts):
+            out.pop("device_id", None)
+        return dump_json(out)
+
+    def answer_batch(
+        self, payload: Payload, verdicts: Sequence[Verdict], upstream: Reply | None
+    ) -> Reply:
+        """The collector's answer, or — when nothing was left to forward — `200 {}`, or an
+        `auth_error` when a command lacked its signature (the SDK then asks the app for
+        one and re-queues the batch, instead of dropping it). `X-Trackgate-Rejected: N`."""
+        rejected = {REJECTED_HEADER: str(sum(not v.forwarded for v in verdicts))}
+        if upstream is not None:
+            return Reply(upstream.status, upstream.body, {**upstream.headers, **rejected})
+        for verdict in verdicts:
+            if verdict.reason is not None and verdict.reason in AUTH_ERROR_CODES:
+                reply = self.error_reply(Rejection(verdict.reason, verdict.message))
+                return Reply(reply.status, reply.body, {**reply.headers, **rejected})
+        return Reply(200, b"{}", {**_JSON, **rejected})
+
+    def error_reply(self, rejection: Rejection) -> Reply:
+        """What the Braze SDK acts on (SPEC §3.4): `auth_error`, `invalid_api_key`, or
+        the standard status with `{"error", "message"}`."""
+        reason, message = rejection.reason, rejection.message
+        code = AUTH_ERROR_CODES.get(reason)
+        if code is not None:
+            body = {"auth_error": {"error_code": code, "reason": f"{reason.value}: {message}"}}
+            return Reply(200, dump_json(body), _JSON)
+        if reason is Reason.UNKNOWN_STREAM:
+            return Reply(200, dump_json({"error": "invalid_api_key"}), _JSON)
+        return error_reply(rejection, dump_json({"error": reason.value, "message": message}))
+
+    def upstream_headers(self, stream: Stream, consumed: frozenset[str]) -> Mapping[str, str]:
+        """Nothing to add: the API key travels as the SDK sent it."""
+        return {}
+
+    def default_path(self, document: Any) -> str:
+        """`/api/v3/data/`."""
+        return "/api/v3/data/"
+
+
+def _kept(item: Any, verdict: Verdict) -> bool:
+    """Forwarded, and not an attribute operation on a stripped attribute."""
+    if not verdict.forwarded:
+        return False
+    if isinstance(item, dict) and item.get("name") in ATTRIBUTE_OPS:
+        return not verdict.stripped.get(SetName.CUSTOMER_PROPERTIES)
+    return True
+
+
+def _strip(item: Any, verdict: Verdict) -> Any:
+    if not verdict.modified or not isinstance(item, dict):
+        return item
+    ids = verdict.stripped.get(SetName.CUSTOMER_IDS, ())
+    out = {key: value for key, value in item.items() if key not in ids or key == "device_id"}
+    customer = set(verdict.stripped.get(SetName.CUSTOMER_PROPERTIES, ()))
+    events = set(verdict.stripped.get(SetName.EVENT_PROPERTIES, ()))
+    if "name" in item:  # an event: its properties are in data.p (ce) or data.pr (p)
+        data = item.get("data")
+        if events and isinstance(data, dict):
+            field = "pr" if item["name"] == "p" else "p"
+            if isinstance(data.get(field), dict):
+                kept = {k: v for k, v in data[field].items() if k not in events}
+                out["data"] = {**data, field: kept}
+        return out
+    out = {k: v for k, v in out.items() if k not in customer or k in _ATTRIBUTE_FIELDS}
+    if customer and isinstance(item.get("custom"), dict):
+        out["custom"] = {k: v for k, v in item["custom"].items() if k not in customer}
+    return out

@@ -1,0 +1,186 @@
+"""How a `braze` body becomes commands (SPEC §3.4), and its templates (SPEC §4).
+
+A `/data/` flush holds `events[]` then `attributes[]`; each item is a command,
+in body order. The request's `device_id` is an id of every command. Each
+object read is checked by the key-spelling guard (`sidecar.spelling`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from sidecar.commands import Command, Kind
+from sidecar.dialects.base import Template
+from sidecar.errors import Reason, Rejection
+from sidecar.spelling import NAMES, Fields, KeyProblem
+
+ARRAYS = ("events", "attributes")
+EVENT_TYPES = {"p": "purchase", "ss": "session_start", "se": "session_end"}
+ATTRIBUTE_OPS = frozenset({"inc", "add", "rem", "set", "ncam"})
+ID_TYPES = frozenset({"user_id", "alias", "device_id"})
+_ENVELOPE = Fields("api_key", "device_id", *ARRAYS)
+_EVENT = Fields("name", "data", "user_id", "alias")
+_CUSTOM_EVENT = Fields("n", "p")
+_PURCHASE = Fields("pr")
+_ATTRIBUTE_OP = Fields("key")
+_ATTRIBUTES = Fields("user_id", "alias", "custom")
+_ALIAS = Fields("name", "label")
+_PASSTHROUGH = Command(Kind.PASSTHROUGH)
+
+
+def check_envelope(document: Any, max_names: int) -> None:
+    """The request object of `/data/` (or a companion's JSON body).
+    Rejects: malformed_payload."""
+    if not isinstance(document, dict):
+        raise Rejection(Reason.MALFORMED_PAYLOAD, "a Braze request body must be a JSON object")
+    _ENVELOPE.check(document, "")
+    device_id = document.get("device_id")
+    if device_id is not None and not isinstance(device_id, str):
+        raise Rejection(Reason.MALFORMED_PAYLOAD, "device_id must be a string")
+
+
+def decode_data(document: dict[str, Any], max_names: int) -> tuple[list[Any], list[Command]]:
+    """Every item of `events[]` and `attributes[]` and its command.
+    Rejects: malformed_payload, payload_too_large."""
+    check_envelope(document, max_names)
+    shared = {"device_id": document["device_id"]} if document.get("device_id") else {}
+    items: list[Any] = []
+    commands: list[Command] = []
+    for array, decode in (("events", _event), ("attributes", _attributes)):
+        found = document.get(array)
+        if found is None:
+            continue
+        if not isinstance(found, list):
+            raise Rejection(Reason.MALFORMED_PAYLOAD, f"{array} must be an array")
+        for index, item in enumerate(found):
+            try:
+                commands.append(decode(item, shared, max_names))
+            except KeyProblem as problem:
+                raise problem.within(f"{array}[{index}]") from None
+            items.append(item)
+    return items, commands
+
+
+def _ids(item: Mapping[str, Any], shared: Mapping[str, str]) -> dict[str, object] | str:
+    """The item's customer ids, or why they are malformed."""
+    ids: dict[str, object] = dict(shared)
+    user_id = item.get("user_id")
+    if user_id is not None:
+        if not isinstance(user_id, str):
+            return "user_id must be a string"
+        ids["user_id"] = user_id
+    alias = item.get("alias")
+    if alias is not None:
+        if not isinstance(alias, dict):
+            return "alias must be an object"
+        _ALIAS.check(alias, "alias")
+        if not isinstance(alias.get("name"), str) or not isinstance(alias.get("label"), str):
+            return "alias needs a string name and label"
+        ids["alias"] = f"{alias['label']}:{alias['name']}"
+    return ids
+
+
+def _event(item: Any, shared: Mapping[str, str], max_names: int) -> Command:
+    if not isinstance(item, dict):
+        return Command(Kind.EVENT, malformed="an event must be a JSON object")
+    _EVENT.check(item, "")
+    code, data = item.get("name"), item.get("data")
+    if not isinstance(code, str):
+        return Command(Kind.EVENT, malformed="an event needs a string name")
+    if code not in EVENT_TYPES and code != "ce" and code not in ATTRIBUTE_OPS:
+        return _PASSTHROUGH  # SDK telemetry: forwarded untouched
+    ids = _ids(item, shared)
+    if isinstance(ids, str):
+        return Command(Kind.EVENT, malformed=ids)
+    if data is None and code in ("ss", "se"):
+        data = {}
+    if not isinstance(data, dict):
+        return Command(Kind.EVENT, malformed=f"a {code!r} event needs a data object")
+    try:
+        return _event_command(code, data, ids, max_names)
+    except KeyProblem as problem:
+        raise problem.within("data") from None
+
+
+def _event_command(
+    code: str, data: Mapping[str, Any], ids: Mapping[str, object], max_names: int
+) -> Command:
+    if code in ATTRIBUTE_OPS:
+        _ATTRIBUTE_OP.check(data, "")
+        key = data.get("key")
+        if not isinstance(key, str):
+            return Command(Kind.CUSTOMER, malformed=f"a {code!r} event needs a string data.key")
+        return Command(Kind.CUSTOMER, customer_ids=ids, customer_properties=(key,))
+    if code == "ce":
+        _CUSTOM_EVENT.check(data, "")
+        name = data.get("n")
+        if not isinstance(name, str) or not name:
+            return Command(Kind.EVENT, malformed="a custom event needs a non-empty data.n")
+        return _with_properties(ids, name, data, "p", max_names)
+    if code == "p":
+        _PURCHASE.check(data, "")
+        return _with_properties(ids, "purchase", data, "pr", max_names)
+    return Command(Kind.EVENT, customer_ids=ids, event_type=EVENT_TYPES[code])
+
+
+def _with_properties(
+    ids: Mapping[str, object], event_type: str, data: Mapping[str, Any], where: str, max_names: int
+) -> Command:
+    props = data.get(where)
+    if props is None:
+        props = {}
+    if not isinstance(props, dict):
+        return Command(Kind.EVENT, malformed=f"data.{where} must be an object")
+    NAMES.check_names(props, where, max_names)
+    return Command(
+        Kind.EVENT, customer_ids=ids, event_type=event_type, event_properties=tuple(props)
+    )
+
+
+def _attributes(item: Any, shared: Mapping[str, str], max_names: int) -> Command:
+    if not isinstance(item, dict):
+        return Command(Kind.CUSTOMER, malformed="an attributes item must be a JSON object")
+    _ATTRIBUTES.check(item, "")
+    NAMES.check_names(item, "", max_names)
+    ids = _ids(item, shared)
+    if isinstance(ids, str):
+        return Command(Kind.CUSTOMER, malformed=ids)
+    custom = item.get("custom")
+    if custom is None:
+        custom = {}
+    if not isinstance(custom, dict):
+        return Command(Kind.CUSTOMER, malformed="custom must be an object")
+    NAMES.check_names(custom, "custom", max_names)
+    names = [key for key in item if key not in _ATTRIBUTES.names]
+    return Command(
+        Kind.CUSTOMER,
+        customer_ids=ids,
+        customer_properties=tuple(dict.fromkeys([*names, *custom])),
+    )
+
+
+_CONTACT = ["email", "phone", "last_name", "email_subscribe", "push_subscribe"]
+_BROWSING = ["session_start", "session_end"]
+# SPEC §4's intent in Braze's names: the anonymous device allowed, the known user
+# signed-only, sessions allowed, purchases signed-only, contact attributes (and
+# the subscription states, Braze's consent) signed-only.
+TEMPLATES: Mapping[str, Template] = {
+    "public": {
+        "customer_ids": {"default": "deny", "allow": ["device_id"], "signed_only": ["user_id"]},
+        "event_types": {"default": "deny", "allow": _BROWSING, "signed_only": ["purchase"]},
+        "customer_properties": {
+            "default": "deny",
+            "allow": ["first_name", "language", "country"],
+            "signed_only": _CONTACT,
+        },
+    },
+    "private": {
+        "customer_ids": {"default": "deny", "allow": ["device_id", "user_id", "alias"]},
+        "event_types": {"default": "deny", "allow": [*_BROWSING, "purchase"]},
+        "customer_properties": {
+            "default": "deny",
+            "allow": ["first_name", "language", "country", *_CONTACT],
+        },
+    },
+}

@@ -1,0 +1,386 @@
+"""The braze dialect (SPEC §3.4) through the running sidecar, over real sockets:
+events and attributes judged and rewritten, companions checked and forwarded
+unchanged, and every answer in the form the Braze Web SDK acts on."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import jwt
+import pytest
+
+from sidecar.cli import main
+from tests.conftest import StartSidecar
+from tests.harness import Collector, Sidecar
+from tests.http import Answer, post
+from tests.jwt_keys import Keys
+
+KEY = "brz-api-key-0001"
+APP = "http://app.example"
+DATA = "/api/v3/data/"
+
+
+def braze_streams(keys: Keys) -> str:
+    return f"""
+- name: brz
+  id: {KEY}
+  type: public
+  dialect: braze
+  cors: {{allowed_origins: ["{APP}"]}}
+  jwt:
+    kid_required: false
+    subject: {{claim: sub, id_type: user_id}}
+    keys: [{{kid: braze-1, alg: RS256, public_key: {{file: {keys.directory / "rs256.pem"}}}}}]
+  customer_ids: {{default: deny, allow: [device_id, alias], signed_only: [user_id]}}
+  event_types: {{default: deny, allow: [session_start, Added To Cart], signed_only: [purchase], deny: [Debug]}}
+  customer_properties: {{default: deny, allow: [first_name, plan], signed_only: [email], deny: [password]}}
+  event_properties: {{default: allow, deny: [card_number]}}
+- name: brz-nodevice
+  id: brz-nodevice-key
+  type: public
+  dialect: braze
+  customer_ids: {{default: deny, allow: [alias], deny: [device_id]}}
+  event_types: {{allow: [session_start]}}
+"""
+
+
+@pytest.fixture(scope="module")
+def keys(tmp_path_factory: pytest.TempPathFactory) -> Keys:
+    return Keys.create(tmp_path_factory.mktemp("braze-keys"))
+
+
+@pytest.fixture
+async def braze(make_sidecar: StartSidecar, keys: Keys) -> Sidecar:
+    return await make_sidecar(streams=braze_streams(keys))
+
+
+def signature(keys: Keys, sub: str = "u1", ttl: float = 3600) -> str:
+    """A token as Braze documents them: RS256, {"alg", "typ"} header, no kid."""
+    claims = {"sub": sub, "exp": int(time.time() + ttl), "iat": int(time.time())}
+    token = jwt.encode(claims, keys.rsa, algorithm="RS256")
+    assert "kid" not in jwt.get_unverified_header(token)
+    return token
+
+
+def flush(events: list[Any] = (), attributes: list[Any] = (), **extra: Any) -> dict[str, Any]:  # type: ignore[assignment]
+    """A body as the Web SDK 6.x flushes it (src/managers/network-manager.js)."""
+    return {
+        "api_key": KEY,
+        "time": 1700000000,
+        "sdk_version": "6.3.0",
+        "device_id": "dev-1",
+        "events": list(events),
+        "attributes": list(attributes),
+        **extra,
+    }
+
+
+def ce(name: str, props: dict[str, Any] | None = None, user: str | None = "u1") -> dict[str, Any]:
+    event: dict[str, Any] = {
+        "name": "ce",
+        "time": 1700000000,
+        "data": {"n": name, "p": props or {}},
+    }
+    if user is not None:
+        event["user_id"] = user
+    return event
+
+
+async def send(
+    http: aiohttp.ClientSession,
+    sidecar: Sidecar,
+    body: Any,
+    *,
+    path: str = DATA,
+    token: str | None = None,
+    api_key: str | None = KEY,
+    headers: dict[str, str] | None = None,
+) -> Answer:
+    sent = {"X-Braze-Api-Key": api_key} if api_key else {}
+    if token is not None:
+        sent["X-Braze-Auth-Signature"] = token
+    return await post(http, sidecar.url + path, body, headers={**sent, **(headers or {})})
+
+
+def counted(sidecar: Sidecar, reason: str, stream: str = "brz") -> float:
+    for line in sidecar.metrics.render().decode().splitlines():
+        if (
+            line.startswith("trackgate_rejections_total{")
+            and f'reason="{reason}"' in line
+            and f'stream="{stream}"' in line
+        ):
+            return float(line.rsplit(" ", 1)[1])
+    return 0.0
+
+
+async def test_events_and_attributes_are_judged_and_rewritten(
+    braze: Sidecar, collector: Collector, http: aiohttp.ClientSession, keys: Keys
+) -> None:
+    token = signature(keys)
+    body = flush(
+        events=[
+            ce("Added To Cart", {"sku": "X", "card_number": "4111"}),
+            {
+                "name": "p",
+                "data": {
+                    "pid": "sku-1",
+                    "c": "EUR",
+                    "p": 9.5,
+                    "q": 1,
+                    "pr": {"card_number": "1", "gift": True},
+                },
+                "user_id": "u1",
+            },
+            {"name": "ss", "data": {}, "user_id": "u1"},
+            {"name": "inc", "data": {"key": "plan", "value": 1}, "user_id": "u1"},
+            {"name": "set", "data": {"key": "password", "value": ["x"]}, "user_id": "u1"},
+            {"name": "lr", "data": {"latitude": 1, "longitude": 2}, "user_id": "u1"},
+            ce("Debug"),
+        ],
+        attributes=[
+            {
+                "user_id": "u1",
+                "first_name": "Ann",
+                "email": "a@x",
+                "password": "pw",
+                "custom": {"plan": "gold", "password": "pw2"},
+            },
+        ],
+    )
+    answer = await send(http, braze, body, token=token)
+    assert answer.status == 200, answer.body
+    assert answer.headers["X-Trackgate-Rejected"] == "1"
+    [received] = collector.received
+    assert received.json == flush(
+        events=[
+            ce("Added To Cart", {"sku": "X"}),
+            {
+                "name": "p",
+                "data": {"pid": "sku-1", "c": "EUR", "p": 9.5, "q": 1, "pr": {"gift": True}},
+                "user_id": "u1",
+            },
+            {"name": "ss", "data": {}, "user_id": "u1"},
+            {"name": "inc", "data": {"key": "plan", "value": 1}, "user_id": "u1"},
+            {"name": "lr", "data": {"latitude": 1, "longitude": 2}, "user_id": "u1"},
+        ],
+        attributes=[
+            {"user_id": "u1", "first_name": "Ann", "email": "a@x", "custom": {"plan": "gold"}}
+        ],
+    )
+    assert received.headers["X-Braze-Api-Key"] == KEY
+    assert received.headers["X-Braze-Auth-Signature"] == token  # Braze verifies it again
+    assert counted(braze, "event_type_denied") == 1
+
+
+async def test_an_unmodified_flush_is_forwarded_byte_for_byte(
+    braze: Sidecar, collector: Collector, http: aiohttp.ClientSession
+) -> None:
+    raw = b'{"api_key":"brz-api-key-0001","device_id":"d","events":[{"name":"ss","data":{},"alias":{"name":"n","label":"l"}}],"n":1.50}'
+    answer = await post(http, braze.url + "/api/v3/data", raw=raw, headers={"X-Braze-Api-Key": KEY})
+    assert answer.status == 200
+    assert collector.received[0].body == raw
+    assert collector.received[0].path_qs == "/api/v3/data"
+
+
+@pytest.mark.parametrize(
+    ("ttl", "sub", "events", "code", "reason"),
+    [
+        (-3600, "u1", [ce("Added To Cart")], 22, "token_expired"),
+        (3600, "u2", [ce("Added To Cart")], 28, "ids_mismatch"),
+    ],
+)
+async def test_token_failures_are_auth_errors(
+    braze: Sidecar,
+    collector: Collector,
+    http: aiohttp.ClientSession,
+    keys: Keys,
+    ttl: float,
+    sub: str,
+    events: list[Any],
+    code: int,
+    reason: str,
+) -> None:
+    answer = await send(http, braze, flush(events=events), token=signature(keys, sub, ttl))
+    assert answer.status == 200
+    error = answer.json["auth_error"]
+    assert error["error_code"] == code
+    assert error["reason"].startswith(f"{reason}: ")
+    assert collector.received == []
+    assert counted(braze, reason) == 1  # the real reason, whatever the status
+
+
+async def test_a_bad_signature_and_a_missing_one(
+    braze: Sidecar, collector: Collector, http: aiohttp.ClientSession, keys: Keys
+) -> None:
+    forged = signature(keys)[:-4] + "AAAA"
+    answer = await send(http, braze, flush(events=[ce("Added To Cart")]), token=forged)
+    assert answer.status == 200
+    assert answer.json["auth_error"]["error_code"] == 20
+    answer = await send(http, braze, flush(events=[ce("Added To Cart")]))
+    assert answer.status == 200
+    # the only command needs the signature: the SDK must ask the app for one and re-queue
+    assert answer.json["auth_error"]["error_code"] == 26
+    assert answer.json["auth_error"]["reason"].startswith("signature_required: ")
+    assert collector.received == []
+    both = flush(events=[ce("Added To Cart", user=None), ce("Added To Cart")])
+    answer = await send(http, braze, both)  # the anonymous one goes, the signed-only one not
+    assert answer.headers["X-Trackgate-Rejected"] == "1"
+    assert [e.get("user_id") for e in collector.received[0].json["events"]] == [None]
+    assert counted(braze, "signature_required") == 2
+
+
+async def test_anonymous_traffic_needs_no_token(
+    braze: Sidecar, collector: Collector, http: aiohttp.ClientSession
+) -> None:
+    body = flush(events=[ce("Added To Cart", user=None) | {"alias": {"name": "a", "label": "l"}}])
+    answer = await send(http, braze, body, token="not-a-token")  # a bad token, not needed
+    assert answer.status == 200
+    assert collector.received[0].json == body
+
+
+async def test_every_command_rejected_is_answered_200_empty(
+    braze: Sidecar, collector: Collector, http: aiohttp.ClientSession, keys: Keys
+) -> None:
+    answer = await send(
+        http, braze, flush(events=[ce("Debug"), ce("Debug")]), token=signature(keys)
+    )
+    assert (answer.status, answer.json) == (200, {})
+    assert answer.headers["X-Trackgate-Rejected"] == "2"
+    assert collector.received == []
+
+
+async def test_a_stripped_device_id_leaves_the_request(
+    braze: Sidecar, collector: Collector, http: aiohttp.ClientSession
+) -> None:
+    body = flush(events=[{"name": "ss", "data": {}, "alias": {"name": "a", "label": "l"}}])
+    body["api_key"] = "brz-nodevice-key"
+    answer = await send(http, braze, body, api_key="brz-nodevice-key")
+    assert answer.status == 200
+    forwarded = collector.received[0].json
+    assert "device_id" not in forwarded
+    assert forwarded["events"] == body["events"]
+
+
+async def test_unknown_api_key_is_invalid_api_key_readable_by_allowed_origins(
+    braze: Sidecar, collector: Collector, http: aiohttp.ClientSession
+) -> None:
+    body = flush(events=[ce("Added To Cart")]) | {"api_key": "nope"}
+    answer = await send(http, braze, body, api_key="nope", headers={"Origin": APP})
+    assert (answer.status, answer.json) == (200, {"error": "invalid_api_key"})
+    assert answer.headers["Access-Control-Allow-Origin"] == APP
+    answer = await send(
+        http, braze, body, api_key="nope", headers={"Origin": "http://evil.example"}
+    )
+    assert answer.json == {"error": "invalid_api_key"}
+    assert "Access-Control-Allow-Origin" not in answer.headers
+    assert counted(braze, "unknown_stream", "_unknown") == 2  # the real reason
+    assert collector.received == []
+
+
+async def test_preflights_are_granted_from_the_braze_streams_origins(
+    braze: Sidecar, http: aiohttp.ClientSession
+) -> None:
+    wanted = (
+        "content-type,x-braze-api-key,x-braze-auth-signature,x-braze-datarequest,x-requested-with"
+    )
+    sent = {
+        "Origin": APP,
+        "Access-Control-Request-Method": "POST",
+        "Access-Control-Request-Headers": wanted,
+    }
+    answer = await post(http, braze.url + DATA, raw=b"", headers=sent, method="OPTIONS")
+    assert answer.status == 204
+    assert answer.headers["Access-Control-Allow-Origin"] == APP
+    assert answer.headers["Access-Control-Allow-Headers"] == wanted
+    sent["Origin"] = "http://evil.example"
+    answer = await post(http, braze.url + DATA, raw=b"", headers=sent, method="OPTIONS")
+    assert answer.status == 403
+
+
+async def test_two_api_keys_conflict(
+    braze: Sidecar, collector: Collector, http: aiohttp.ClientSession
+) -> None:
+    answer = await send(http, braze, flush(), api_key="brz-nodevice-key")
+    assert answer.status == 400
+    assert answer.json["error"] == "stream_id_conflict"
+    assert answer.json["message"]
+    assert collector.received == []
+
+
+async def test_a_misspelled_key_is_malformed(
+    braze: Sidecar, collector: Collector, http: aiohttp.ClientSession
+) -> None:
+    body = flush(events=[{"name": "ce", "data": {"n": "Added To Cart", "P": {"card_number": "1"}}}])
+    answer = await send(http, braze, body)
+    assert (answer.status, answer.json["error"]) == (400, "malformed_payload")
+    assert collector.received == []
+
+
+async def test_companion_endpoints_are_checked_and_forwarded_unchanged(
+    braze: Sidecar, collector: Collector, http: aiohttp.ClientSession, keys: Keys
+) -> None:
+    raw = b'{"api_key":"brz-api-key-0001","device_id":"d","last_full_sync_at":0,"user_id":"u1"}'
+    token = signature(keys)
+    sent = {"X-Braze-Api-Key": KEY, "X-Braze-Auth-Signature": token}
+    answer = await post(http, braze.url + "/api/v3/content_cards/sync", raw=raw, headers=sent)
+    assert answer.status == 200
+    assert collector.received[0].body == raw
+    assert collector.received[0].headers["X-Braze-Auth-Signature"] == token
+    answer = await post(
+        http, braze.url + "/api/v3/feature_flags/sync", raw=raw, headers={"X-Braze-Api-Key": "nope"}
+    )
+    assert answer.json == {"error": "stream_id_conflict", "message": answer.json["message"]}
+    answer = await post(
+        http, braze.url + "/api/v3/feature_flags/sync", raw=b'{"api_key":"nope"}', headers={}
+    )
+    assert answer.json == {"error": "invalid_api_key"}
+
+
+async def test_upstream_errors_keep_their_status_for_the_sdk_to_retry(
+    make_sidecar: StartSidecar, keys: Keys, http: aiohttp.ClientSession
+) -> None:
+    sidecar = await make_sidecar(streams=braze_streams(keys), upstream="http://127.0.0.1:9")
+    answer = await send(http, sidecar, flush(events=[{"name": "ss", "data": {}}]))
+    assert answer.status == 502
+    assert answer.headers["Retry-After"]
+    assert answer.json["error"] == "upstream_unavailable"
+
+
+FLUSH = Path(__file__).parent / "fixtures" / "braze" / "data_flush.json"
+
+
+async def test_explain_on_a_braze_flush_matches_the_sidecar(
+    braze: Sidecar,
+    collector: Collector,
+    http: aiohttp.ClientSession,
+    keys: Keys,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    token = signature(keys)
+    args = ["--config", str(braze.rules_path), "--stream", "brz", "--token", token, str(FLUSH)]
+    code = main(["explain", *args])
+    out, err = capsys.readouterr()
+    assert code == 0, err
+    report = json.loads(out)
+    assert report["token"] == "valid"
+    assert [c["reason"] for c in report["commands"]] == [
+        None,
+        None,
+        "event_type_denied",
+        None,
+        None,
+        None,
+    ]
+    answer = await post(
+        http,
+        braze.url + DATA,
+        raw=FLUSH.read_bytes(),
+        headers={"X-Braze-Api-Key": KEY, "X-Braze-Auth-Signature": token},
+    )
+    assert answer.headers["X-Trackgate-Rejected"] == "1"
+    assert collector.received[0].json == report["forwarded_body"]
+    assert "password" not in json.dumps(report["forwarded_body"])
