@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Awaitable, Callable
+import io
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -10,6 +12,7 @@ import aiohttp
 import pytest
 
 from sidecar import tokens as token_module
+from sidecar.logs import ACCESS_LOG, JsonLines
 from tests.harness import (
     BACKEND_SECRET,
     STANDARD_STREAMS,
@@ -100,3 +103,18 @@ def signature_checks(monkeypatch: pytest.MonkeyPatch) -> list[str]:
 
     monkeypatch.setattr(token_module, "_signature_valid", counting)
     return calls
+
+
+@pytest.fixture
+def log_lines() -> Iterator[io.StringIO]:
+    """The JSON lines trackgate writes (access log and events), as in production."""
+    stream = io.StringIO()
+    handler = logging.StreamHandler(stream)
+    handler.setFormatter(JsonLines())
+    logger = logging.getLogger("trackgate")
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+    ACCESS_LOG.stream = stream
+    yield stream
+    ACCESS_LOG.stream = None
+    logger.removeHandler(handler)

@@ -12,9 +12,7 @@ import pytest
 from tests.conftest import StartSidecar
 from tests.harness import WEB_ID, Collector, Sidecar, shared_testdata
 from tests.http import Answer, event, events_url, post
-from tests.test_metrics import log_lines, scrape
-
-__all__ = ["log_lines"]  # a fixture, used by name
+from tests.test_metrics import scrape
 
 SHOP = "https://shop.example.test"
 CORS_STREAMS = f"""

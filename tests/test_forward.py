@@ -7,11 +7,10 @@ import io
 import ipaddress
 import itertools
 import json
-import logging
 import signal
 import socket
 import time
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
 
@@ -20,7 +19,6 @@ import pytest
 from aiohttp import web
 
 from sidecar.forward import _connection_listed, is_trusted
-from sidecar.logs import ACCESS_LOG, JsonLines
 from tests.conftest import StartSidecar
 from tests.harness import BACKEND_ID, WEB_ID, Collector, Sidecar, serve_process
 from tests.http import event, events_url, post
@@ -309,20 +307,6 @@ async def raw_collector(
         yield f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}", per_connection
 
 
-@pytest.fixture
-def access_lines() -> Iterator[io.StringIO]:
-    """The access-log and event lines, as trackgate writes them."""
-    stream = io.StringIO()
-    handler = logging.StreamHandler(stream)
-    handler.setFormatter(JsonLines())
-    logger = logging.getLogger("trackgate")
-    logger.addHandler(handler)
-    ACCESS_LOG.stream = stream
-    yield stream
-    ACCESS_LOG.stream = None
-    logger.removeHandler(handler)
-
-
 @pytest.mark.parametrize(
     ("wire", "flaw"),
     [
@@ -338,7 +322,7 @@ def access_lines() -> Iterator[io.StringIO]:
 async def test_invalid_collector_answers_are_502_upstream_invalid_never_relayed(
     make_sidecar: StartSidecar,
     http: aiohttp.ClientSession,
-    access_lines: io.StringIO,
+    log_lines: io.StringIO,
     wire: bytes,
     flaw: str,
 ) -> None:
@@ -350,7 +334,7 @@ async def test_invalid_collector_answers_are_502_upstream_invalid_never_relayed(
     assert (answer.status, answer.code) == (502, "upstream_invalid")
     assert answer.headers["Retry-After"] == "1"
     assert "X-B" not in answer.headers and b"ok" not in answer.body
-    lines = [json.loads(line) for line in access_lines.getvalue().splitlines()]
+    lines = [json.loads(line) for line in log_lines.getvalue().splitlines()]
     request = next(line for line in lines if line["event"] == "request")
     assert (request["status"], request["reason"], request["outcome"]) == (
         502, "upstream_invalid", "upstream_error",

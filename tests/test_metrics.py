@@ -4,14 +4,11 @@ from __future__ import annotations
 
 import io
 import json
-import logging
-from collections.abc import Iterator
 
 import aiohttp
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from sidecar.logs import ACCESS_LOG, JsonLines
 from tests.conftest import StartSidecar
 from tests.harness import BACKEND_ID, BACKEND_SECRET, Collector, Sidecar
 from tests.http import batch_url, event, events_url, post
@@ -40,21 +37,6 @@ def value(
     samples: dict[tuple[str, frozenset[tuple[str, str]]], float], metric: str, /, **labels: str
 ) -> float:
     return samples.get((metric, frozenset(labels.items())), 0.0)
-
-
-@pytest.fixture
-def log_lines() -> Iterator[io.StringIO]:
-    """The JSON lines trackgate writes (access log and events), as in production."""
-    stream = io.StringIO()
-    handler = logging.StreamHandler(stream)
-    handler.setFormatter(JsonLines())
-    logger = logging.getLogger("trackgate")
-    logger.addHandler(handler)
-    logger.setLevel(logging.INFO)
-    ACCESS_LOG.stream = stream
-    yield stream
-    ACCESS_LOG.stream = None
-    logger.removeHandler(handler)
 
 
 async def test_counters_match_known_traffic(

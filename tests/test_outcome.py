@@ -23,9 +23,7 @@ from tests.conftest import StartSidecar
 from tests.harness import WEB_ID, Collector, Sidecar
 from tests.http import batch_url, customers_url, event, events_url, post
 from tests.jwt_keys import forge_hmac
-from tests.test_metrics import log_lines, scrape, value
-
-__all__ = ["log_lines"]  # a fixture, used by name
+from tests.test_metrics import scrape, value
 
 SHADOW_ID = "shadow-1"
 SECRET = "s" * 32
