@@ -68,7 +68,8 @@ def request(loop: asyncio.AbstractEventLoop, workload: bench.Workload, token: st
     payload = streams.StreamReader(_Protocol(), 2**16, loop=loop)
     payload.feed_data(body)
     payload.feed_eof()
-    headers = {"Content-Type": "application/json", "Content-Length": str(len(body))}
+    headers = {"Content-Type": "application/json", "Content-Length": str(len(body)),
+               **workload.headers}  # fmt: skip
     if token:
         headers["Authorization"] = f"Bearer {token}"
     return make_mocked_request("POST", workload.path, headers, payload=payload, loop=loop)
@@ -123,10 +124,15 @@ async def main(seconds: float) -> None:
     hs256 = jwt.encode({"ids": {"registered": "u-1"}, "exp": int(time.time()) + 86400},
                        bench.HS256_SECRET, "HS256", headers={"kid": "hs"})  # fmt: skip
     tokens = {"": [""], "hs256": [hs256], "rs256": rs256}
-    for workload in bench.WORKLOADS:
+    for workload in [*bench.WORKLOADS, *bench.BATCHES]:
         cost = await measure(pipeline, workload, tokens[workload.token], seconds)
         logs.ACCESS_LOG.stream = io.StringIO()
-        print(f"  {workload.name}  {cost:7.1f} µs of trackgate's own CPU per request")
+        per_command = (
+            f"  ({cost / workload.commands:5.1f} per command)" if workload.commands > 1 else ""
+        )
+        print(
+            f"  {workload.name:<10} {cost:7.1f} µs of trackgate's own CPU per request{per_command}"
+        )
 
 
 if __name__ == "__main__":

@@ -1,6 +1,7 @@
 -- wrk script for trackgate's benchmark. Configured by environment variables:
 --   BENCH_PATH     request path (with query)
 --   BENCH_BODY     file holding the JSON body
+--   BENCH_HEADERS  optional extra headers, one `Name: value` per line
 --   BENCH_TOKENS   optional file: one bearer token per line, each used once in turn
 --   BENCH_OFFSET   where in the token file to start (the harness never reuses a token)
 --   BENCH_DELAY_MS optional pause before each request (paced, for latency at a set rate)
@@ -13,11 +14,17 @@ local token_file = os.getenv("BENCH_TOKENS")
 if token_file and token_file ~= "" then
   for line in io.lines(token_file) do tokens[#tokens + 1] = line end
 end
+local extra = {}
+for line in (os.getenv("BENCH_HEADERS") or ""):gmatch("[^\n]+") do
+  local name, value = line:match("^([^:]+):%s*(.*)$")
+  if name then extra[name] = value end
+end
 local counter = 0
 local offset = tonumber(os.getenv("BENCH_OFFSET") or "0")
 
 function request()
   local headers = { ["Content-Type"] = "application/json" }
+  for name, value in pairs(extra) do headers[name] = value end
   if #tokens > 0 then
     counter = counter + 1
     headers["Authorization"] = "Bearer " .. tokens[((offset + counter) % #tokens) + 1]

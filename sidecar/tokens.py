@@ -17,6 +17,7 @@ from __future__ import annotations
 import base64
 import binascii
 import hashlib
+import itertools
 import re
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -24,7 +25,6 @@ from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Any
 
-from cachetools import TLRUCache
 from jwt.algorithms import get_default_algorithms
 
 from sidecar.errors import Reason, Rejection
@@ -120,7 +120,7 @@ class TokenVerifier:
     ) -> None:
         self._maxsize = maxsize
         self._clock = clock
-        self._caches: dict[str, tuple[str, str, TLRUCache[bytes, VerifiedToken]]] = {}
+        self._caches: dict[str, VerifiedCache] = {}
         self.signature_checks = 0  # how many tokens went through the JWS layer
 
     def verify(self, stream: Stream, token: str) -> VerifiedToken:
@@ -133,14 +133,14 @@ class TokenVerifier:
         keys = settings.keys.current()
         cache = self._cache(stream.name, keys.fingerprint, settings.claims_tag)
         digest = hashlib.sha256(token.encode()).digest()
-        try:
-            return cache[digest]  # one lookup (`get` would look twice)
-        except KeyError:
-            pass
+        now = self._clock()
+        verified = cache.get(digest)
+        if verified is not None and now < verified.expires_at:
+            return verified  # the cache path: one lookup and one comparison
         self.signature_checks += 1
         _, payload = verify_jws(token, keys, settings.kid_required)
-        verified = check_claims(payload, settings, self._clock())
-        cache[digest] = verified
+        verified = check_claims(payload, settings, now)
+        cache.put(digest, verified, now)
         return verified
 
     async def verify_after_refetch(
@@ -153,21 +153,37 @@ class TokenVerifier:
             raise miss
         return self.verify(stream, token)
 
-    def _cache(self, stream: str, fingerprint: str, tag: str) -> TLRUCache[bytes, VerifiedToken]:
+    def _cache(self, stream: str, fingerprint: str, tag: str) -> VerifiedCache:
         """The stream's cache; a new, empty one whenever the stream's keys or the
         claims it checks changed."""
         held = self._caches.get(stream)
-        if held is None or held[0] != fingerprint or held[1] != tag:
-            cache: TLRUCache[bytes, VerifiedToken] = TLRUCache(
-                maxsize=self._maxsize, ttu=_until_expiry, timer=self._clock
-            )
-            held = (fingerprint, tag, cache)
-            self._caches[stream] = held
-        return held[2]
+        if held is None or held.fingerprint != fingerprint or held.tag != tag:
+            held = self._caches[stream] = VerifiedCache(fingerprint, tag, self._maxsize)
+        return held
 
 
-def _until_expiry(_: bytes, token: VerifiedToken, __: float) -> float:
-    return token.expires_at
+class VerifiedCache(dict[bytes, VerifiedToken]):
+    """One stream's verified tokens under one key set and claims tag, by the token's
+    SHA-256 (the token itself is not kept). A plain dict: a hit is one lookup and a
+    comparison with `exp` (`verify`). Full, it first drops the expired tokens, then
+    the oldest quarter (insertion order), so a flood of new tokens costs one pass
+    per `maxsize / 4` insertions."""
+
+    __slots__ = ("fingerprint", "maxsize", "tag")
+
+    def __init__(self, fingerprint: str, tag: str, maxsize: int) -> None:
+        super().__init__()
+        self.fingerprint, self.tag, self.maxsize = fingerprint, tag, maxsize
+
+    def put(self, digest: bytes, token: VerifiedToken, now: float) -> None:
+        if len(self) >= self.maxsize:
+            for expired in [k for k, v in self.items() if v.expires_at <= now]:
+                del self[expired]
+            if len(self) >= self.maxsize:
+                oldest = list(itertools.islice(self, max(1, self.maxsize // 4)))
+                for key in oldest:
+                    del self[key]
+        self[digest] = token
 
 
 def _key_for(header: Mapping[str, Any], keys: KeySet) -> VerificationKey:

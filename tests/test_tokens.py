@@ -158,7 +158,36 @@ def test_the_cache_is_bounded(tmp_path: Path) -> None:
     web = stream(tmp_path, KEY_A)
     for n in range(10):
         verifier.verify(web, token(exp=NOW + 60 + n))
-    assert len(verifier._caches["web"][-1]) == 3
+    assert len(verifier._caches["web"]) == 3
+
+
+def test_a_full_cache_drops_expired_tokens_before_live_ones(
+    tmp_path: Path, signature_checks: list[str]
+) -> None:
+    clock = Clock()
+    verifier = TokenVerifier(maxsize=3, clock=clock)
+    web = stream(tmp_path, KEY_A)
+    live, soon, sooner = token(exp=NOW + 600), token(exp=NOW + 20), token(exp=NOW + 10)
+    for each in (live, soon, sooner):
+        verifier.verify(web, each)
+    clock.now = NOW + 30  # `soon` and `sooner` have expired; `live` is the oldest entry
+    verifier.verify(web, token(exp=NOW + 900))
+    checks = len(signature_checks)
+    verifier.verify(web, live)
+    assert len(signature_checks) == checks  # still cached: the expired went first
+    assert len(verifier._caches["web"]) == 2
+
+
+def test_a_cached_token_is_not_used_past_its_exp(tmp_path: Path) -> None:
+    clock = Clock()
+    verifier = TokenVerifier(clock=clock)
+    web = stream(tmp_path, KEY_A)
+    short = token(exp=NOW + 5)
+    verifier.verify(web, short)
+    clock.now = NOW + 5 + 3600  # past exp and any leeway
+    with pytest.raises(Rejection) as caught:
+        verifier.verify(web, short)
+    assert caught.value.reason is Reason.TOKEN_EXPIRED
 
 
 @pytest.mark.parametrize("claims", ['"exp":NaN', '"exp":Infinity', '"exp":1,"exp":2'])
