@@ -350,10 +350,12 @@ async def test_upstream_errors_keep_their_status_for_the_sdk_to_retry(
     assert answer.json["error"] == "upstream_unavailable"
 
 
-FLUSH = Path(__file__).parent / "fixtures" / "braze" / "data_flush.json"
+# A data flush exactly as @braze/web-sdk 6.13.0 sent it from Chromium (tests/capture_braze.py;
+# how and what: tests/fixtures/braze/README.md).
+CAPTURED = Path(__file__).parent / "fixtures" / "braze" / "web_sdk_6.13.0_flush.json"
 
 
-async def test_explain_on_a_braze_flush_matches_the_sidecar(
+async def test_explain_on_a_captured_web_sdk_flush_matches_the_sidecar(
     braze: Sidecar,
     collector: Collector,
     http: aiohttp.ClientSession,
@@ -361,26 +363,57 @@ async def test_explain_on_a_braze_flush_matches_the_sidecar(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     token = signature(keys)
-    args = ["--config", str(braze.rules_path), "--stream", "brz", "--token", token, str(FLUSH)]
+    args = ["--config", str(braze.rules_path), "--stream", "brz", "--token", token, str(CAPTURED)]
     code = main(["explain", *args])
     out, err = capsys.readouterr()
     assert code == 0, err
     report = json.loads(out)
+    assert report["endpoint"] == "data"
     assert report["token"] == "valid"
-    assert [c["reason"] for c in report["commands"]] == [
-        None,
-        None,
-        "event_type_denied",
-        None,
-        None,
-        None,
+    assert report["request"]["outcome"] == "forwarded"
+    # ce Added To Cart, ce Debug, p (purchase), inc logins, add password_hints; attributes
+    commands = report["commands"]
+    assert [c["reason"] for c in commands] == [None, "event_type_denied", None, None, None, None]
+    assert commands[1]["message"] == "event type 'Debug' is not allowed on stream 'brz'"
+    assert [c["stripped"] for c in commands] == [
+        {"event_properties": ["card_number"]},
+        {},
+        {"event_properties": ["card_number"]},
+        {"customer_properties": ["logins"]},
+        {"customer_properties": ["password_hints"]},
+        {"customer_properties": ["password"]},
     ]
+    assert report["would"]["reject"] == {"event_type_denied": 1}
+    captured = json.loads(CAPTURED.read_bytes())
+    forwarded = report["forwarded_body"]
+    # the denied event and the operations on stripped attributes are gone, the rest kept
+    assert [(e["name"], e["data"].get("n")) for e in forwarded["events"]] == [
+        ("ce", "Added To Cart"),
+        ("p", None),
+    ]
+    assert forwarded["events"][0]["data"]["p"] == {"sku": "X-1"}
+    assert forwarded["events"][1]["data"] == {
+        "pid": "sku-1", "c": "EUR", "p": "9.99", "q": 2, "pr": {"gift": True}
+    }  # fmt: skip
+    assert forwarded["attributes"] == [
+        {
+            "user_id": "u1",
+            "first_name": "Ann",
+            "email": "ann@example.com",
+            "custom": {"plan": "gold"},
+        }
+    ]
+    unjudged = ("events", "attributes")
+    assert {k: v for k, v in forwarded.items() if k not in unjudged} == {
+        k: v for k, v in captured.items() if k not in unjudged
+    }  # the envelope (respond_with, device, device_id, …) as the SDK sent it
     answer = await post(
         http,
         braze.url + DATA,
-        raw=FLUSH.read_bytes(),
+        raw=CAPTURED.read_bytes(),
         headers={"X-Braze-Api-Key": KEY, "X-Braze-Auth-Signature": token},
     )
+    assert answer.status == 200
     assert answer.headers["X-Trackgate-Rejected"] == "1"
-    assert collector.received[0].json == report["forwarded_body"]
-    assert "password" not in json.dumps(report["forwarded_body"])
+    assert collector.received[0].json == forwarded
+    assert "hunter2" not in collector.received[0].body.decode()
