@@ -45,6 +45,12 @@ def braze_streams(keys: Keys) -> str:
   dialect: braze
   customer_ids: {{default: deny, allow: [alias], deny: [device_id]}}
   event_types: {{allow: [session_start]}}
+- name: brz-anonymous
+  id: brz-anonymous-key
+  type: public
+  dialect: braze
+  customer_ids: {{default: deny, allow: [device_id], deny: [user_id, alias]}}
+  event_types: {{allow: [Added To Cart]}}
 """
 
 
@@ -350,10 +356,136 @@ async def test_upstream_errors_keep_their_status_for_the_sdk_to_retry(
     assert answer.json["error"] == "upstream_unavailable"
 
 
-FLUSH = Path(__file__).parent / "fixtures" / "braze" / "data_flush.json"
+# Every place a Braze request carries a customer id is judged: each item's `user_id`
+# and `alias`, and the request's own — `device_id`, and `user_id` / `alias` at the top
+# level (companions: Z(…, true) in the SDK's network-manager.js) or in `respond_with`
+# (every data flush and template request).
+CARDS = "/api/v3/content_cards/sync"
+RESPOND_U2 = {"respond_with": {"user_id": "u2", "config": {"config_time": 0}}}
 
 
-async def test_explain_on_a_braze_flush_matches_the_sidecar(
+@pytest.mark.parametrize(
+    ("path", "body"),
+    [
+        (DATA, flush(events=[ce("Added To Cart")], **RESPOND_U2)),
+        (DATA, flush(events=[ce("Added To Cart")], user_id="u2")),
+        (DATA, flush(attributes=[{"user_id": "u2", "first_name": "Ann"}])),
+        (DATA, flush(**RESPOND_U2)),  # no items: the SDK asks for triggers only
+        (CARDS, {"api_key": KEY, "device_id": "dev-1", "user_id": "u2"}),
+        ("/api/v3/template", {"api_key": KEY, "device_id": "dev-1", **RESPOND_U2}),
+    ],
+    ids=["respond_with", "top-level", "attributes", "respond_with-only", "companion", "template"],
+)
+async def test_a_user_id_that_is_not_the_signed_one_is_ids_mismatch_wherever_it_travels(
+    braze: Sidecar,
+    collector: Collector,
+    http: aiohttp.ClientSession,
+    keys: Keys,
+    path: str,
+    body: dict[str, Any],
+) -> None:
+    answer = await send(http, braze, body, path=path, token=signature(keys, "u1"))
+    assert answer.status == 200
+    assert answer.json["auth_error"]["error_code"] == 28
+    assert answer.json["auth_error"]["reason"].startswith("ids_mismatch: ")
+    assert collector.received == []
+    assert counted(braze, "ids_mismatch") == 1
+
+
+async def test_a_request_level_user_id_needs_its_signature(
+    braze: Sidecar, collector: Collector, http: aiohttp.ClientSession, keys: Keys
+) -> None:
+    companion = {"api_key": KEY, "device_id": "dev-1", "user_id": "u1"}
+    answer = await send(http, braze, companion, path=CARDS)  # no signature
+    assert answer.json["auth_error"]["error_code"] == 26
+    answer = await send(http, braze, companion, path=CARDS, token=signature(keys, ttl=-60))
+    assert answer.json["auth_error"]["error_code"] == 22  # as /data/ answers it
+    assert collector.received == []
+    # events without a user id of their own in a flush for an unsigned user are that
+    # user's (Braze merges them into the user the request names)
+    body = flush(events=[ce("Added To Cart", user=None)], respond_with={"user_id": "u1"})
+    answer = await send(http, braze, body)
+    assert answer.json["auth_error"]["error_code"] == 26
+    assert collector.received == []
+    assert counted(braze, "signature_required") == 2
+    answer = await send(http, braze, companion, path=CARDS, token=signature(keys))
+    assert answer.status == 200
+    assert collector.received[0].body == json.dumps(companion).encode()  # signed: unchanged
+    answer = await send(http, braze, body, token=signature(keys))
+    assert answer.status == 200
+    assert collector.received[1].json == body
+
+
+async def test_request_level_ids_of_a_denied_type_leave_the_request(
+    make_sidecar: StartSidecar, collector: Collector, http: aiohttp.ClientSession, keys: Keys
+) -> None:
+    sidecar = await make_sidecar(streams=braze_streams(keys))
+    alias = {"name": "a", "label": "l"}
+    body = flush(
+        events=[ce("Added To Cart", user=None)],
+        alias=alias,
+        respond_with={"triggers": True, "user_id": "u1", "alias": alias, "config": {}},
+    ) | {"api_key": "brz-anonymous-key"}
+    answer = await send(http, sidecar, body, api_key="brz-anonymous-key")
+    assert answer.status == 200
+    forwarded = collector.received[0].json
+    assert forwarded["respond_with"] == {"triggers": True, "config": {}}
+    assert "alias" not in forwarded
+    assert "user_id" not in forwarded
+    assert forwarded["device_id"] == "dev-1"
+    assert forwarded["events"] == body["events"]
+    # a companion's device_id on a stream that denies it
+    companion = {"api_key": "brz-nodevice-key", "device_id": "dev-1", "alias": alias, "n": 1}
+    answer = await send(http, sidecar, companion, path=CARDS, api_key="brz-nodevice-key")
+    assert answer.status == 200
+    assert collector.received[1].json == {"api_key": "brz-nodevice-key", "alias": alias, "n": 1}
+    # a respond_with user that is no item's, every id of the request denied: the request's
+    # own command is rejected (no_customer_ids), its ids leave, the items go
+    event = {"name": "ss", "data": {}, "alias": alias, "user_id": "u8"}
+    body = {"api_key": "brz-nodevice-key", "device_id": "d", "respond_with": {"user_id": "u9"}}
+    body["events"] = [event]
+    answer = await send(http, sidecar, body, api_key="brz-nodevice-key")
+    assert answer.status == 200
+    assert answer.headers["X-Trackgate-Rejected"] == "1"
+    assert collector.received[2].json == {
+        "api_key": "brz-nodevice-key",
+        "respond_with": {},
+        "events": [{"name": "ss", "data": {}, "alias": alias}],
+    }
+
+
+@pytest.mark.parametrize(
+    "extra",
+    [
+        {"respond_with": {"User_id": "u2"}},
+        {"USER_ID": "u2"},
+        {"respond_with": {"alias": {"name": "a", "Label": "l"}}},
+        {"respond_with": "u2"},
+        {"user_id": "u1", "respond_with": {"user_id": "u2"}},
+        {"user_id": 1},
+    ],
+    ids=["respond_with-spelling", "top-level-spelling", "alias-spelling", "not-an-object",
+         "two-user-ids", "not-a-string"],
+)  # fmt: skip
+async def test_request_level_ids_that_cannot_be_judged_are_malformed(
+    braze: Sidecar,
+    collector: Collector,
+    http: aiohttp.ClientSession,
+    keys: Keys,
+    extra: dict[str, Any],
+) -> None:
+    body = flush(events=[ce("Added To Cart")], **extra)
+    answer = await send(http, braze, body, token=signature(keys, "u1"))
+    assert (answer.status, answer.json["error"]) == (400, "malformed_payload")
+    assert collector.received == []
+
+
+# A data flush exactly as @braze/web-sdk 6.13.0 sent it from Chromium (tests/capture_braze.py;
+# how and what: tests/fixtures/braze/README.md).
+CAPTURED = Path(__file__).parent / "fixtures" / "braze" / "web_sdk_6.13.0_flush.json"
+
+
+async def test_explain_on_a_captured_web_sdk_flush_matches_the_sidecar(
     braze: Sidecar,
     collector: Collector,
     http: aiohttp.ClientSession,
@@ -361,26 +493,57 @@ async def test_explain_on_a_braze_flush_matches_the_sidecar(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     token = signature(keys)
-    args = ["--config", str(braze.rules_path), "--stream", "brz", "--token", token, str(FLUSH)]
+    args = ["--config", str(braze.rules_path), "--stream", "brz", "--token", token, str(CAPTURED)]
     code = main(["explain", *args])
     out, err = capsys.readouterr()
     assert code == 0, err
     report = json.loads(out)
+    assert report["endpoint"] == "data"
     assert report["token"] == "valid"
-    assert [c["reason"] for c in report["commands"]] == [
-        None,
-        None,
-        "event_type_denied",
-        None,
-        None,
-        None,
+    assert report["request"]["outcome"] == "forwarded"
+    # ce Added To Cart, ce Debug, p (purchase), inc logins, add password_hints; attributes
+    commands = report["commands"]
+    assert [c["reason"] for c in commands] == [None, "event_type_denied", None, None, None, None]
+    assert commands[1]["message"] == "event type 'Debug' is not allowed on stream 'brz'"
+    assert [c["stripped"] for c in commands] == [
+        {"event_properties": ["card_number"]},
+        {},
+        {"event_properties": ["card_number"]},
+        {"customer_properties": ["logins"]},
+        {"customer_properties": ["password_hints"]},
+        {"customer_properties": ["password"]},
     ]
+    assert report["would"]["reject"] == {"event_type_denied": 1}
+    captured = json.loads(CAPTURED.read_bytes())
+    forwarded = report["forwarded_body"]
+    # the denied event and the operations on stripped attributes are gone, the rest kept
+    assert [(e["name"], e["data"].get("n")) for e in forwarded["events"]] == [
+        ("ce", "Added To Cart"),
+        ("p", None),
+    ]
+    assert forwarded["events"][0]["data"]["p"] == {"sku": "X-1"}
+    assert forwarded["events"][1]["data"] == {
+        "pid": "sku-1", "c": "EUR", "p": "9.99", "q": 2, "pr": {"gift": True}
+    }  # fmt: skip
+    assert forwarded["attributes"] == [
+        {
+            "user_id": "u1",
+            "first_name": "Ann",
+            "email": "ann@example.com",
+            "custom": {"plan": "gold"},
+        }
+    ]
+    unjudged = ("events", "attributes")
+    assert {k: v for k, v in forwarded.items() if k not in unjudged} == {
+        k: v for k, v in captured.items() if k not in unjudged
+    }  # the envelope (respond_with, device, device_id, …) as the SDK sent it
     answer = await post(
         http,
         braze.url + DATA,
-        raw=FLUSH.read_bytes(),
+        raw=CAPTURED.read_bytes(),
         headers={"X-Braze-Api-Key": KEY, "X-Braze-Auth-Signature": token},
     )
+    assert answer.status == 200
     assert answer.headers["X-Trackgate-Rejected"] == "1"
-    assert collector.received[0].json == report["forwarded_body"]
-    assert "password" not in json.dumps(report["forwarded_body"])
+    assert collector.received[0].json == forwarded
+    assert "hunter2" not in collector.received[0].body.decode()

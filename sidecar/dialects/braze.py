@@ -2,10 +2,11 @@
 collector that speaks it or of Braze itself (a first-party proxy).
 
 Endpoints: `/api/v3/data/` (events and attributes, judged and rewritten) and
-every other `/api/v3/…` path (companions: stream and token checked, the body
-forwarded as received). The stream ID is the API key (`X-Braze-Api-Key` or the
-body's `api_key`); the token is `X-Braze-Auth-Signature`; both headers are
-forwarded unchanged (Braze verifies them again). Decoding is `braze_decode`.
+every other `/api/v3/…` path (companions: stream, token and the request's ids
+checked, the body forwarded as received unless an id is stripped). The stream
+ID is the API key (`X-Braze-Api-Key` or the body's `api_key`); the token is
+`X-Braze-Auth-Signature`; both headers are forwarded unchanged (Braze verifies
+them again). Decoding is `braze_decode`.
 
 Answers follow what the Web SDK acts on (it reads 2xx bodies only): token
 failures, `signature_required` and `ids_mismatch` are `200 {"auth_error": …}`
@@ -21,7 +22,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from sidecar.body import Body
-from sidecar.commands import Verdict
+from sidecar.commands import Command, Verdict
 from sidecar.dialects.base import Endpoint, Payload, RequestView
 from sidecar.dialects.braze_decode import (
     ARRAYS,
@@ -30,6 +31,8 @@ from sidecar.dialects.braze_decode import (
     TEMPLATES,
     check_envelope,
     decode_data,
+    request_ids,
+    with_request,
 )
 from sidecar.errors import Reason, Rejection
 from sidecar.jsoncodec import dump_json
@@ -43,6 +46,7 @@ _DATA = re.compile(r"^/api/v3/data/?$")
 _COMPANION = re.compile(r"^/api/v3/[A-Za-z0-9_.~-]+(/[A-Za-z0-9_.~-]+)*/?$")
 _JSON = {"Content-Type": "application/json"}
 _ATTRIBUTE_FIELDS = frozenset({"user_id", "alias", "custom"})
+_REQUEST_IDS = frozenset({"device_id", "user_id", "alias"})  # top level, respond_with
 # The SDK authentication error codes Braze's own backend answers (its SDK docs).
 AUTH_ERROR_CODES: Mapping[Reason, int] = {
     Reason.TOKEN_EXP_MISSING: 10,
@@ -107,9 +111,11 @@ class Braze:
         payload_too_large."""
         if endpoint.name == "companion":
             document = body.document_or_none() if body.raw else None
-            if isinstance(document, dict):
-                check_envelope(document, limits.max_names_per_object)
-            return Payload(endpoint, document, (), ())
+            if not isinstance(document, dict):
+                return Payload(endpoint, document, (), ())
+            check_envelope(document, limits.max_names_per_object)
+            items, commands = with_request(document, request_ids(document), [], [])
+            return Payload(endpoint, document, items, commands)  # its ids: judged
         document = body.document()
         check_envelope(document, limits.max_names_per_object)  # a dict from here on
         items, commands = decode_data(document, limits.max_names_per_object)
@@ -118,15 +124,26 @@ class Braze:
     def encode(self, payload: Payload, verdicts: Sequence[Verdict]) -> bytes:
         """The forwarded items with stripped ids and attributes removed; an attribute
         operation whose attribute is stripped is removed; a stripped `device_id`
-        leaves the request."""
-        order = iter(verdicts)  # the items are events[] then attributes[], in order
+        leaves the request, and so do the request's own ids when stripped or when
+        the request's command is rejected (`device_id` then stays only if a
+        forwarded item was judged with it). A companion's body changes only so."""
         out = dict(payload.document)
-        for array in ARRAYS:
-            if isinstance(out.get(array), list):
-                judged = [(item, next(order)) for item in out[array]]
-                out[array] = [_strip(item, v) for item, v in judged if _kept(item, v)]
-        if any("device_id" in v.stripped.get(SetName.CUSTOMER_IDS, ()) for v in verdicts):
-            out.pop("device_id", None)
+        commands, gone = payload.commands, set[str]()
+        if payload.items and payload.items[0] is payload.document:  # the request's ids
+            gone = _gone(commands[0], verdicts[0], commands[1:], verdicts[1:])
+            verdicts, commands = verdicts[1:], commands[1:]
+        if payload.endpoint.name == "data":
+            order = iter(verdicts)  # the items are events[] then attributes[], in order
+            for array in ARRAYS:
+                if isinstance(out.get(array), list):
+                    judged = [(item, next(order)) for item in out[array]]
+                    out[array] = [_strip(item, v) for item, v in judged if _kept(item, v)]
+        for verdict in verdicts:  # a type stripped from an item leaves the request too
+            gone.update(_REQUEST_IDS.intersection(verdict.stripped.get(SetName.CUSTOMER_IDS, ())))
+        for id_type in gone:
+            out.pop(id_type, None)
+        if gone and isinstance(out.get("respond_with"), dict):
+            out["respond_with"] = {k: v for k, v in out["respond_with"].items() if k not in gone}
         return dump_json(out)
 
     def answer_batch(
@@ -163,6 +180,20 @@ class Braze:
     def default_path(self, document: Any) -> str:
         """`/api/v3/data/`."""
         return "/api/v3/data/"
+
+
+def _gone(
+    request: Command, verdict: Verdict, items: Sequence[Command], verdicts: Sequence[Verdict]
+) -> set[str]:
+    """The request-level ids that leave the request, given its own command's verdict."""
+    if verdict.forwarded:
+        return set(verdict.stripped.get(SetName.CUSTOMER_IDS, ()))
+    judged = list(zip(items, verdicts, strict=True))
+    return {  # each stays only where a forwarded item was judged with that very value
+        id_type
+        for id_type, value in request.customer_ids.items()
+        if not any(v.forwarded and c.customer_ids.get(id_type) == value for c, v in judged)
+    }
 
 
 def _kept(item: Any, verdict: Verdict) -> bool:

@@ -1,8 +1,13 @@
 """How a `braze` body becomes commands (SPEC §3.4), and its templates (SPEC §4).
 
 A `/data/` flush holds `events[]` then `attributes[]`; each item is a command,
-in body order. The request's `device_id` is an id of every command. Each
-object read is checked by the key-spelling guard (`sidecar.spelling`).
+in body order. The request's own ids — `device_id`, and `user_id` / `alias` at
+the top level (companion requests) or in `respond_with` (flushes, `template`) —
+are ids of every item that has none of its own of that type. When one of them is
+carried by no item (a companion, an item-less flush, a `respond_with` user that
+is no item's) it is judged as one more command, first: "the request", a customer
+update with the request's ids and no properties. Each object read is checked by
+the key-spelling guard (`sidecar.spelling`).
 """
 
 from __future__ import annotations
@@ -19,7 +24,8 @@ ARRAYS = ("events", "attributes")
 EVENT_TYPES = {"p": "purchase", "ss": "session_start", "se": "session_end"}
 ATTRIBUTE_OPS = frozenset({"inc", "add", "rem", "set", "ncam"})
 ID_TYPES = frozenset({"user_id", "alias", "device_id"})
-_ENVELOPE = Fields("api_key", "device_id", *ARRAYS)
+_ENVELOPE = Fields("api_key", "device_id", "user_id", "alias", "respond_with", *ARRAYS)
+_RESPOND_WITH = Fields("user_id", "alias")
 _EVENT = Fields("name", "data", "user_id", "alias")
 _CUSTOM_EVENT = Fields("n", "p")
 _PURCHASE = Fields("pr")
@@ -40,11 +46,58 @@ def check_envelope(document: Any, max_names: int) -> None:
         raise Rejection(Reason.MALFORMED_PAYLOAD, "device_id must be a string")
 
 
+def request_ids(document: dict[str, Any]) -> dict[str, object]:
+    """The request's own ids: `device_id`, and `user_id` / `alias` at the top level or
+    in `respond_with` (one value each). Call `check_envelope` first.
+    Rejects: malformed_payload."""
+    ids: dict[str, object] = {}
+    if document.get("device_id"):
+        ids["device_id"] = document["device_id"]
+    places: list[tuple[str, Mapping[str, Any]]] = [("", document)]
+    respond = document.get("respond_with")
+    if respond is not None:
+        if not isinstance(respond, dict):
+            raise Rejection(Reason.MALFORMED_PAYLOAD, "respond_with must be an object")
+        _RESPOND_WITH.check(respond, "respond_with")
+        places.append(("respond_with", respond))
+    for where, place in places:
+        try:
+            found = _ids(place, {})
+        except KeyProblem as problem:
+            raise (problem.within(where) if where else problem) from None
+        if isinstance(found, str):
+            raise Rejection(Reason.MALFORMED_PAYLOAD, f"{where or 'the request'}: {found}")
+        for id_type, value in found.items():
+            if ids.setdefault(id_type, value) != value:
+                raise Rejection(
+                    Reason.MALFORMED_PAYLOAD,
+                    f"the request names two different {id_type} values (top level, respond_with)",
+                )
+    return ids
+
+
+def with_request(
+    document: dict[str, Any], ids: Mapping[str, object], items: list[Any], commands: list[Command]
+) -> tuple[list[Any], list[Command]]:
+    """`commands` preceded by the request's own command (its item: the document) when
+    one of the request's ids is carried by none of them: a companion's ids, an
+    item-less flush's, or a `respond_with` user that is no item's."""
+    uncovered = [
+        id_type
+        for id_type, value in ids.items()
+        if not any(command.customer_ids.get(id_type) == value for command in commands)
+    ]
+    if not uncovered:
+        return items, commands
+    return [document, *items], [Command(Kind.CUSTOMER, customer_ids=ids), *commands]
+
+
 def decode_data(document: dict[str, Any], max_names: int) -> tuple[list[Any], list[Command]]:
-    """Every item of `events[]` and `attributes[]` and its command.
-    Rejects: malformed_payload, payload_too_large."""
+    """Every item of `events[]` and `attributes[]` and its command; the request's own
+    ids are ids of every item without its own of that type (`with_request` judges
+    the rest). Rejects: malformed_payload, payload_too_large."""
     check_envelope(document, max_names)
-    shared = {"device_id": document["device_id"]} if document.get("device_id") else {}
+    shared = request_ids(document)
     items: list[Any] = []
     commands: list[Command] = []
     for array, decode in (("events", _event), ("attributes", _attributes)):
@@ -59,10 +112,10 @@ def decode_data(document: dict[str, Any], max_names: int) -> tuple[list[Any], li
             except KeyProblem as problem:
                 raise problem.within(f"{array}[{index}]") from None
             items.append(item)
-    return items, commands
+    return with_request(document, shared, items, commands)
 
 
-def _ids(item: Mapping[str, Any], shared: Mapping[str, str]) -> dict[str, object] | str:
+def _ids(item: Mapping[str, Any], shared: Mapping[str, object]) -> dict[str, object] | str:
     """The item's customer ids, or why they are malformed."""
     ids: dict[str, object] = dict(shared)
     user_id = item.get("user_id")
@@ -81,7 +134,7 @@ def _ids(item: Mapping[str, Any], shared: Mapping[str, str]) -> dict[str, object
     return ids
 
 
-def _event(item: Any, shared: Mapping[str, str], max_names: int) -> Command:
+def _event(item: Any, shared: Mapping[str, object], max_names: int) -> Command:
     if not isinstance(item, dict):
         return Command(Kind.EVENT, malformed="an event must be a JSON object")
     _EVENT.check(item, "")
@@ -138,7 +191,7 @@ def _with_properties(
     )
 
 
-def _attributes(item: Any, shared: Mapping[str, str], max_names: int) -> Command:
+def _attributes(item: Any, shared: Mapping[str, object], max_names: int) -> Command:
     if not isinstance(item, dict):
         return Command(Kind.CUSTOMER, malformed="an attributes item must be a JSON object")
     _ATTRIBUTES.check(item, "")
