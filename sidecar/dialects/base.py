@@ -111,7 +111,9 @@ class Dialect(Protocol):
         `limits.max_names_per_object`. Rejects: malformed_payload, payload_too_large."""
 
     def encode(self, payload: Payload, verdicts: Sequence[Verdict]) -> bytes:
-        """The body to forward: forwarded commands only, stripped names removed."""
+        """The body to forward: forwarded commands only, stripped names removed.
+        It may rewrite `payload.document` in place: the document is the request's
+        own, and `answer_batch` and everything after read only the verdicts."""
 
     def answer_batch(
         self, payload: Payload, verdicts: Sequence[Verdict], upstream: Reply | None

@@ -48,6 +48,11 @@ _ITEM_SAFE, _DATA_SAFE, _NAMES_SAFE = _ITEM.safe, _DATA.safe, NAMES.safe  # for 
 # A Command built from all its fields without NamedTuple's generated __new__ (half
 # the cost; the well-formed path makes one per command of every batch).
 _new_command = tuple.__new__
+_PROPERTIES = {  # which property set a command's `properties` holds
+    Kind.EVENT: SetName.EVENT_PROPERTIES,
+    Kind.CUSTOMER: SetName.CUSTOMER_PROPERTIES,
+    Kind.PASSTHROUGH: SetName.EVENT_PROPERTIES,
+}
 _STREAM_PATH = re.compile(r"^/track/u/v1/(customers/events|customers|batch)$")
 _PROJECT_PATH = re.compile(r"^/track/v2/projects/([^/]+)/(customers/events|customers|batch)$")
 
@@ -114,17 +119,18 @@ class Bloomreach:
         return Payload(endpoint, document, items, tuple(commands))
 
     def encode(self, payload: Payload, verdicts: Sequence[Verdict]) -> bytes:
-        """The forwarded commands with their stripped names removed."""
+        """The forwarded commands with their stripped names removed (in place: the
+        document is the request's own, read by nothing after `encode`)."""
         if payload.is_single:
-            return dump_json(_strip(payload.commands[0], payload.document, verdicts[0]))
-        commands = [
-            {**item, "data": _strip(command, item["data"], verdict)} if verdict.modified else item
-            for item, command, verdict in zip(
-                payload.items, payload.commands, verdicts, strict=True
-            )
-            if verdict.forwarded
-        ]
-        return dump_json({**payload.document, "commands": commands})
+            _strip(payload.commands[0].kind, payload.document, verdicts[0])
+            return dump_json(payload.document)
+        kept = []
+        for item, command, verdict in zip(payload.items, payload.commands, verdicts, strict=True):
+            if verdict.forwarded:
+                if verdict.modified:
+                    _strip(command.kind, item["data"], verdict)
+                kept.append(item)
+        return dump_json({**payload.document, "commands": kept})
 
     def answer_batch(
         self, payload: Payload, verdicts: Sequence[Verdict], upstream: Reply | None
@@ -258,26 +264,17 @@ def _decode_item(item: object, max_names: int) -> Command:
         raise problem.within("data") from None
 
 
-def _strip(command: Command, data: dict[str, Any], verdict: Verdict) -> dict[str, Any]:
-    """A copy of `data` without the verdict's stripped ids and properties (the
-    received object is left as it is)."""
-    properties = (
-        SetName.CUSTOMER_PROPERTIES if command.kind is Kind.CUSTOMER else SetName.EVENT_PROPERTIES
-    )
-    out = data.copy()
+def _strip(kind: Kind, data: dict[str, Any], verdict: Verdict) -> None:
+    """Removes the verdict's stripped ids and properties from a command's `data`."""
     stripped = verdict.stripped
-    if SetName.CUSTOMER_IDS in stripped:
-        out["customer_ids"] = _without(data["customer_ids"], stripped[SetName.CUSTOMER_IDS])
-    if properties in stripped:
-        out["properties"] = _without(data["properties"], stripped[properties])
-    return out
-
-
-def _without(mapping: dict[str, Any], names: Sequence[str]) -> dict[str, Any]:
-    out = mapping.copy()
-    for name in names:
-        out.pop(name, None)
-    return out
+    for field, names in (
+        ("customer_ids", stripped.get(SetName.CUSTOMER_IDS)),
+        ("properties", stripped.get(_PROPERTIES[kind])),
+    ):
+        if names:
+            container = data[field]
+            for name in names:
+                container.pop(name, None)
 
 
 def _own_result(verdict: Verdict) -> dict[str, Any]:
