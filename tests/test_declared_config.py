@@ -88,112 +88,112 @@ _DELETE = object()
         (
             _set("anonymous_id", "cookie"),
             "dialects[0].anonymous_id: 'cookie' is not an id type of the shapes (anon, member)",
-        ),  # noqa: E501
+        ),
         (_set("stream_id", []), "dialects[0].stream_id: needs at least 1 item(s)"),
         (
             _set("stream_id", [{"body": "site"}]),
             "dialects[0].stream_id[0].body: 'site' does not match",
-        ),  # noqa: E501
+        ),
         (
             _set("stream_id", [{"header": "X", "query": "y"}]),
             "dialects[0].stream_id[0]: set exactly one of",
-        ),  # noqa: E501
+        ),
         (
             _set("stream_id", [{"path": "stream_id"}]),
             "dialects[0].endpoints[0].stream_id: a `path: stream_id` place needs a {stream_id} segment",
-        ),  # noqa: E501
+        ),
         (_set("stream_id", [{"cookie": "x"}]), "dialects[0].stream_id[0].cookie: unknown key"),
         (
             _set("endpoints.0.path", "collect"),
             "dialects[0].endpoints[0].path: 'collect' does not match",
-        ),  # noqa: E501
+        ),
         (
             _set("endpoints.0.path", "/a/{stream_id}/{stream_id}"),
             "dialects[0].endpoints[0].path: at most one {stream_id} segment",
-        ),  # noqa: E501
+        ),
         (
             _set("endpoints.0.commands.0.shape", "hits"),
             "dialects[0].endpoints[0].commands[0].shape: no shape is named 'hits' (hit)",
-        ),  # noqa: E501
+        ),
         (
             _set("endpoints.0.commands.0.as", "many"),
             "dialects[0].endpoints[0].commands[0].as: 'many' is not one of array, object, either",
-        ),  # noqa: E501
+        ),
         (
             _set("endpoints.0.carrier", {"base64": "sometimes"}),
             "dialects[0].endpoints[0].carrier.base64: 'sometimes' is not one of never, always, optional",
-        ),  # noqa: E501
+        ),
         (
             _set(
                 "endpoints.0.commands",
                 [{"pointer": "", "shape": "hit"}, {"pointer": "", "shape": "hit"}],
             ),
             'dialects[0].endpoints[0].commands: at most one source at pointer ""',
-        ),  # noqa: E501
+        ),
         (
             lambda d: d["endpoints"].append(copy.deepcopy(d["endpoints"][0])),
             "dialects[0].endpoints[1].name: '/collect' is already used by dialects[0].endpoints[0]",
-        ),  # noqa: E501
+        ),
         (
             lambda d: d["shapes"].append(copy.deepcopy(d["shapes"][0])),
             "dialects[0].shapes[1].name: 'hit' is already used by dialects[0].shapes[0]",
-        ),  # noqa: E501
+        ),
         (
             _set("shapes.0.event_type", _DELETE),
             "dialects[0].shapes[0].event_type: an event needs an event type (or set kind)",
-        ),  # noqa: E501
+        ),
         (
             _set("shapes.0.event_type", {"pointer": "/a", "value": "b"}),
             "dialects[0].shapes[0].event_type: set exactly one of pointer, pointers, value",
-        ),  # noqa: E501
+        ),
         (
             _set("shapes.0.event_type", {"pointer": "/a", "pattern": "("}),
             "dialects[0].shapes[0].event_type.pattern: not a regular expression",
-        ),  # noqa: E501
+        ),
         (
             _set("shapes.0.event_type", {"pointer": "/a", "pattern": "^a"}),
             "dialects[0].shapes[0].event_type.pattern: needs a group",
-        ),  # noqa: E501
+        ),
         (
             _set("shapes.0.discriminator", "/type"),
             "dialects[0].shapes[0]: `discriminator` and `cases` go together",
-        ),  # noqa: E501
+        ),
         (
             _set("shapes.0.otherwise", {}),
             "dialects[0].shapes[0].otherwise: only a shape with a `discriminator` has cases",
-        ),  # noqa: E501
+        ),
         (
             _set("shapes.0.kind", "update"),
             "dialects[0].shapes[0].kind: 'update' is not one of event, customer, passthrough",
-        ),  # noqa: E501
+        ),
         (
             _set("shapes.0.ids.0.in", "request"),
             "dialects[0].shapes[0].ids[0].in: 'request' is not one of command, document",
-        ),  # noqa: E501
+        ),
         (
             _set("shapes.0.ids.1.pointer", "/Anon"),
             "dialects[0].shapes[0]: two names read in the object at '(the root)' fold alike",
-        ),  # noqa: E501
+        ),
         (
             _set("shapes.0.event_properties.0.operators", ["$set", "$SET"]),
             "dialects[0].shapes[0]: two names read in the object at '/attrs' fold alike",
-        ),  # noqa: E501
+        ),
         (
             _set("answers", {"rejected": {"overrides": [{"reasons": ["nope"]}]}}),
             "dialects[0].answers.rejected.overrides[0].reasons: 'nope' is not a reason code",
-        ),  # noqa: E501
+        ),
         (
             _set("answers", {"rejected": {"statuses": [99]}}),
             "dialects[0].answers.rejected.statuses[0]: must be at least 100",
-        ),  # noqa: E501
+        ),
         (
             _set("answers", {"partial": {"status": "200"}}),
             "dialects[0].answers.partial.status: expected an integer",
-        ),  # noqa: E501
+        ),
         (
             _set("templates", {"public": {"event_types": {"default": "maybe"}}}),
             "dialects[0].templates.public.event_types.default: 'maybe' is not one of",
-        ),  # noqa: E501
+        ),
         (_set("templates", {"staging": {}}), "dialects[0].templates.staging: unknown key"),
         (_set("extra", 1), "dialects[0].extra: unknown key"),
     ],
@@ -241,7 +241,7 @@ def test_lints_read_the_declaration(tmp_path: Path) -> None:
     assert any(
         "customer id 'cookie' is never sent in the shop dialect (anon, member)" in w
         for w in warnings
-    )  # noqa: E501
+    )
 
 
 def test_two_routed_dialects_may_not_take_one_path(tmp_path: Path) -> None:
