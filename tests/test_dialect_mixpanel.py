@@ -145,3 +145,42 @@ async def test_import_takes_the_same_form(
     (received,) = collector.received
     assert received.headers["Authorization"] == "Basic YXBpLXNlY3JldDo="  # the collector's own
     assert received.body == form([track("signup")])
+
+
+PRIVATE = f"""
+- name: mp-import
+  id: {TOKEN}
+  type: private
+  dialect: mixpanel
+  secrets: [{{id: api-secret, value: {{env: MP_SECRET}}}}]
+  customer_ids: {{default: deny, allow: [distinct_id]}}
+  event_types: {{default: deny, allow: [signup]}}
+"""
+
+
+@pytest.mark.parametrize(
+    ("headers", "status"),
+    [
+        ({"Authorization": "Basic " + base64.b64encode(b"the-api-secret:").decode()}, 200),
+        ({"X-Stream-Secret": "the-api-secret"}, 200),
+        ({"Authorization": "Basic " + base64.b64encode(b"other-secret:").decode()}, 401),
+        ({"Authorization": "Basic " + base64.b64encode(b":the-api-secret").decode()}, 401),
+        ({}, 401),
+    ],
+)
+async def test_a_private_import_takes_its_secret_as_the_basic_user(
+    make_sidecar: StartSidecar,
+    collector: Collector,
+    http: aiohttp.ClientSession,
+    headers: dict[str, str],
+    status: int,
+) -> None:
+    collector.body = b'{"status": 1, "error": null}'
+    sidecar = await make_sidecar(streams=PRIVATE, env={"MP_SECRET": "the-api-secret"})
+    answer = await post(http, f"{sidecar.url}/import", raw=form([track("signup")]), headers={**FORM, **headers})  # fmt: skip
+    assert answer.status == status
+    if status == 200:
+        (received,) = collector.received
+        assert "Authorization" not in received.headers and "X-Stream-Secret" not in received.headers
+    else:
+        assert answer.json["status"] == 0 and collector.received == []

@@ -100,7 +100,14 @@ class Declared:
 
     def _endpoint(self, route: Route, stream_id: str | None) -> Endpoint:
         kind = route.sources[0].shape.case.kind if route.single else None
-        return Endpoint(self, route.name, kind, stream_id, form=route.form is not None)
+        return Endpoint(
+            self,
+            route.name,
+            kind,
+            stream_id,
+            form=route.form is not None,
+            secret_from=route.secret_from,
+        )
 
     def compile_options(self, raw: Mapping[str, Any], path: str) -> None:
         """No stream options of its own."""

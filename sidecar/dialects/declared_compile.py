@@ -36,7 +36,7 @@ from sidecar.dialects.declared_model import (
 )
 from sidecar.dialects.pointers import Pointer, SpellingTree, TreeBuilder, parse_pointer
 from sidecar.errors import ConfigError, Reason
-from sidecar.rules import BEARER, TokenPlace
+from sidecar.rules import BEARER, SecretPlace, TokenPlace
 
 _STREAM_SEGMENT = "{stream_id}"
 
@@ -69,8 +69,9 @@ def compile_declaration(raw: Mapping[str, Any], path: str) -> Compiled:
             f"{path}.anonymous_id: {raw['anonymous_id']!r} is not an id type of the shapes ({have})"
         )
     places = _places(raw["stream_id"], f"{path}.stream_id")
+    secrets = _secret_places(raw.get("secret_from", ()))
     routes = tuple(
-        _route(item, f"{path}.endpoints[{i}]", shapes, places)
+        _route(item, f"{path}.endpoints[{i}]", shapes, places, secrets)
         for i, item in enumerate(raw["endpoints"])
     )
     _unique([r.name for r in routes], f"{path}.endpoints", "name")
@@ -100,6 +101,10 @@ def _token_places(raw: Sequence[Mapping[str, str]] | None) -> tuple[TokenPlace, 
     if raw is None:
         return (BEARER,)
     return tuple(TokenPlace(p.get("header"), p.get("scheme"), p.get("cookie")) for p in raw)
+
+
+def _secret_places(raw: Sequence[Mapping[str, str]]) -> tuple[SecretPlace, ...]:
+    return tuple(SecretPlace(item.get("header"), item.get("basic")) for item in raw)
 
 
 def _places(raw: Sequence[Mapping[str, str]], path: str) -> tuple[Place, ...]:
@@ -255,7 +260,11 @@ def _tree(reads: Sequence[Read], path: str) -> SpellingTree:
 
 
 def _route(
-    raw: Mapping[str, Any], path: str, shapes: Mapping[str, Shape], places: tuple[Place, ...]
+    raw: Mapping[str, Any],
+    path: str,
+    shapes: Mapping[str, Shape],
+    places: tuple[Place, ...],
+    secrets: tuple[SecretPlace, ...],
 ) -> Route:
     segments = raw["path"].split("/")
     if segments.count(_STREAM_SEGMENT) > 1:
@@ -289,6 +298,7 @@ def _route(
         wrapping=_wrapping(carrier),
         sources=sources,
         stream_id=places,
+        secret_from=_secret_places(raw["secret_from"]) if "secret_from" in raw else secrets,
         **document,
     )
 

@@ -11,6 +11,7 @@ from enum import StrEnum
 from sidecar.commands import Kind
 from sidecar.dialects.carriers import Embedded, Wrapping
 from sidecar.dialects.pointers import Pointer, SpellingTree
+from sidecar.rules import SecretPlace
 
 
 class PlaceKind(StrEnum):
@@ -135,6 +136,7 @@ class Route:
     wrapping: Wrapping  # base64 around the document
     sources: tuple[Source, ...]
     stream_id: tuple[Place, ...]
+    secret_from: tuple[SecretPlace, ...]  # () : SPEC §5.1's places
     document_tree: SpellingTree  # the objects of the document read outside commands
     document_embedded: Mapping[Pointer, Embedded]
     document_ids: tuple[IdSpec, ...]  # ids (of every shape) that start at the document
