@@ -77,3 +77,20 @@ async def test_a_look_alike_key_is_refused_and_nothing_forwarded(
     answer = await post(http, f"{shop.url}/collect/v2", every)
     assert (answer.status, answer.json) == (200, {"ok": True, "accepted": 0})
     assert collector.received == []
+
+
+async def test_a_declaration_hot_reloads_with_the_rules(
+    shop: Sidecar, collector: Collector, http: aiohttp.ClientSession
+) -> None:
+    body = {"site": "shop-eu", "visitor": {"anon": "a"}, "hits": [{"type": "page_view"}]}
+    assert (await post(http, f"{shop.url}/collect/v2", body)).status == 200
+    text = shop.rules_path.read_text()
+    shop.rules_path.write_text(text.replace("path: /collect/v2", "path: /collect/v3"))
+    assert await shop.reloader.reload()
+    assert (await post(http, f"{shop.url}/collect/v2", body)).status == 404
+    assert (await post(http, f"{shop.url}/collect/v3", body)).status == 200
+    broken = text.replace("shape: hit", "shape: hits")
+    shop.rules_path.write_text(broken)
+    assert not await shop.reloader.reload()  # an invalid declaration changes nothing
+    assert (await post(http, f"{shop.url}/collect/v3", body)).status == 200
+    assert [r.path_qs for r in collector.received] == ["/collect/v2", "/collect/v3", "/collect/v3"]
