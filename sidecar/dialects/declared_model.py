@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import StrEnum
 
 from sidecar.commands import Kind
@@ -50,6 +50,10 @@ class IdSpec:
     pointer: Pointer
     type: str
     document: bool = False
+    head: str | None = field(init=False)  # the one name of a one-name pointer (a fast path)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "head", self.pointer[0] if len(self.pointer) == 1 else None)
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,6 +65,13 @@ class Container:
     exclude: frozenset[str] = frozenset()  # keys that are not properties
     only: frozenset[str] | None = None  # the only keys that are properties
     operators: frozenset[str] = frozenset()  # keys holding update operators (`$set`)
+    plain: bool = field(init=False)  # every key is a name (no exclude, only, operators)
+    head: str | None = field(init=False)  # the one name of a one-name pointer (a fast path)
+
+    def __post_init__(self) -> None:
+        plain = not self.operators and not self.exclude and self.only is None
+        object.__setattr__(self, "plain", plain)
+        object.__setattr__(self, "head", self.pointer[0] if len(self.pointer) == 1 else None)
 
 
 @dataclass(frozen=True, slots=True)

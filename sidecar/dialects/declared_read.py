@@ -67,20 +67,21 @@ def read_command(source: Source, item: Any, view: DocumentView, max_names: int) 
     shape = source.shape
     if type(item) is not dict:
         return Command(shape.case.kind, malformed="a command must be a JSON object")
-    opened = Opened(shape.embedded)
+    # Without embedded members, `resolve` takes its lean path (no Opened at all).
+    lean = Opened(shape.embedded) if shape.embedded else None
     try:
-        source.tree.check(item, "", max_names, opened)
-        case = _case(shape, item, opened)
+        source.tree.check(item, "", max_names, lean)
+        case = _case(shape, item, lean)
         if case.kind is Kind.PASSTHROUGH:
             return PASSTHROUGH
         return Command(
             case.kind,
-            customer_ids=_ids(case, item, opened, view),
-            event_type=_event_type(case.event_type, item, opened)
+            customer_ids=_ids(case, item, lean, view),
+            event_type=_event_type(case.event_type, item, lean)
             if case.kind is Kind.EVENT
             else None,
-            customer_properties=_names(case.customer_properties, item, opened, view),
-            event_properties=_names(case.event_properties, item, opened, view),
+            customer_properties=_names(case.customer_properties, item, lean, view),
+            event_properties=_names(case.event_properties, item, lean, view),
         )
     except KeyProblem:
         raise
@@ -89,7 +90,7 @@ def read_command(source: Source, item: Any, view: DocumentView, max_names: int) 
         return Command(shape.case.kind, malformed=message)
 
 
-def _case(shape: Shape, item: Mapping[str, Any], opened: Opened) -> Case:
+def _case(shape: Shape, item: Mapping[str, Any], opened: Opened | None) -> Case:
     if shape.discriminator is None:
         return shape.case
     value = resolve(item, shape.discriminator, opened)
@@ -111,12 +112,14 @@ def _id_value(spec: IdSpec, value: object) -> object:
 
 
 def _ids(
-    case: Case, item: Mapping[str, Any], opened: Opened, view: DocumentView
+    case: Case, item: Mapping[str, Any], opened: Opened | None, view: DocumentView
 ) -> dict[str, object]:
     ids: dict[str, object] = {}
     for spec in case.ids:
         if spec.document:
             value = view.id_value(spec)
+        elif spec.head is not None and opened is None:
+            value = _id_value(spec, item.get(spec.head))
         else:
             value = _id_value(spec, resolve(item, spec.pointer, opened))
         if value is None:
@@ -126,7 +129,7 @@ def _ids(
     return ids
 
 
-def _event_type(spec: EventType | None, item: Mapping[str, Any], opened: Opened) -> str:
+def _event_type(spec: EventType | None, item: Mapping[str, Any], opened: Opened | None) -> str:
     if spec is None:
         raise Malformed("the command has no event type")
     value: object = spec.value
@@ -145,17 +148,26 @@ def _event_type(spec: EventType | None, item: Mapping[str, Any], opened: Opened)
 
 
 def _names(
-    containers: tuple[Container, ...], item: Mapping[str, Any], opened: Opened, view: DocumentView
+    containers: tuple[Container, ...],
+    item: Mapping[str, Any],
+    opened: Opened | None,
+    view: DocumentView,
 ) -> tuple[str, ...]:
-    if not containers:
-        return ()
-    names: list[str] = []
+    found: tuple[str, ...] = ()
     for container in containers:
         if container.document:
-            names.extend(view.names(container))
+            names = view.names(container)
         else:
-            names.extend(names_in(container, resolve(item, container.pointer, opened)))
-    return tuple(dict.fromkeys(names)) if len(names) > 1 else tuple(names)
+            head = container.head
+            value = item.get(head) if head is not None and opened is None else None
+            if head is None or opened is not None:
+                value = resolve(item, container.pointer, opened)
+            if value is None:
+                continue
+            names = tuple(names_in(container, value))
+        if names:
+            found = found + names if found else names
+    return tuple(dict.fromkeys(found)) if len(found) > 1 else found
 
 
 def names_in(container: Container, value: object) -> Iterable[str]:
@@ -166,7 +178,7 @@ def names_in(container: Container, value: object) -> Iterable[str]:
         return _strings(value, container)
     if type(value) is not dict:
         raise Malformed(f"{show(container.pointer)} must be an object")
-    if not container.operators and not container.exclude and container.only is None:
+    if container.plain:
         return value.keys()
     names: list[str] = []
     for key, inner in value.items():
@@ -193,7 +205,7 @@ def rewrite_command(shape: Shape, item: Any, verdict: Verdict) -> Any:
     """`item` without what `verdict` stripped (the same object when nothing is)."""
     if not verdict.modified or type(item) is not dict:
         return item
-    case = _case(shape, item, Opened(shape.embedded))
+    case = _case(shape, item, Opened(shape.embedded) if shape.embedded else None)
     embedded = shape.embedded
     ids = set(verdict.stripped.get(SetName.CUSTOMER_IDS, ()))
     for spec in case.ids:

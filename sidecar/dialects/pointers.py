@@ -58,15 +58,21 @@ class Opened:
 def resolve(obj: Any, pointer: Pointer, opened: Opened | None = None) -> Any:
     """The value at `pointer` in `obj` (None when absent), through embedded strings."""
     value = obj
-    embedded = opened.embedded if opened is not None else None
+    if opened is None:  # the common case, per id and container of every command: lean
+        for name in pointer:
+            if type(value) is not dict:
+                return None
+            value = value.get(name)
+        return value
+    embedded = opened.embedded
     for index, name in enumerate(pointer):
         if embedded and type(value) is str and pointer[:index] in embedded:
-            value = opened.open(pointer[:index], value)  # type: ignore[union-attr]
+            value = opened.open(pointer[:index], value)
         if type(value) is not dict:
             return None
         value = value.get(name)
     if embedded and type(value) is str and pointer in embedded:
-        value = opened.open(pointer, value)  # type: ignore[union-attr]
+        value = opened.open(pointer, value)
     return value
 
 
@@ -136,7 +142,12 @@ class SpellingTree:
         self.embedded = embedded
 
     def check(
-        self, obj: Mapping[str, Any], where: str, max_names: int, opened: Opened, at: Pointer = ()
+        self,
+        obj: Mapping[str, Any],
+        where: str,
+        max_names: int,
+        opened: Opened | None,
+        at: Pointer = (),
     ) -> None:
         """Rejects (KeyProblem): a look-alike key (malformed_payload), a container with
         too many names (payload_too_large); (Rejection) a bad embedded string."""
@@ -148,11 +159,11 @@ class SpellingTree:
             value = obj.get(name)
             if value is None:
                 continue
-            path = (*at, name)
-            if child.embedded is not None and type(value) is str:
-                value = opened.open(path, value)
+            if child.embedded is not None and type(value) is str and opened is not None:
+                value = opened.open((*at, name), value)
             if type(value) is dict:
-                child.check(value, f"{where}.{name}" if where else name, max_names, opened, path)
+                where_ = f"{where}.{name}" if where else name
+                child.check(value, where_, max_names, opened, (*at, name) if opened else at)
 
 
 class TreeBuilder:
