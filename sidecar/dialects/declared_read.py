@@ -62,26 +62,27 @@ class DocumentView:
 
 
 def read_command(source: Source, item: Any, view: DocumentView, max_names: int) -> Command:
-    """One command of `source`'s shape. Rejects (KeyProblem): a look-alike key, too
-    many names."""
+    """One command of `source`'s shape: one walk over the objects the shape reads (the
+    key-spelling guard, and the values at its pointers into slots), then lookups.
+    Rejects (KeyProblem): a look-alike key, too many names."""
     shape = source.shape
     if type(item) is not dict:
         return Command(shape.case.kind, malformed="a command must be a JSON object")
-    # Without embedded members, `resolve` takes its lean path (no Opened at all).
-    lean = Opened(shape.embedded) if shape.embedded else None
+    values: list[Any] = [None] * len(shape.slots)
+    if shape.root_slot >= 0:
+        values[shape.root_slot] = item
     try:
-        source.tree.check(item, "", max_names, lean)
-        case = _case(shape, item, lean)
+        opened = Opened(shape.embedded) if shape.embedded else None
+        source.tree.check(item, "", max_names, opened, values=values)
+        case = _case_of(shape, values)
         if case.kind is Kind.PASSTHROUGH:
             return PASSTHROUGH
         return Command(
             case.kind,
-            customer_ids=_ids(case, item, lean, view),
-            event_type=_event_type(case.event_type, item, lean)
-            if case.kind is Kind.EVENT
-            else None,
-            customer_properties=_names(case.customer_properties, item, lean, view),
-            event_properties=_names(case.event_properties, item, lean, view),
+            customer_ids=_ids(case, values, view),
+            event_type=_event_type(case.event_type, values) if case.kind is Kind.EVENT else None,
+            customer_properties=_names(case.customer_properties, values, view),
+            event_properties=_names(case.event_properties, values, view),
         )
     except KeyProblem:
         raise
@@ -90,7 +91,17 @@ def read_command(source: Source, item: Any, view: DocumentView, max_names: int) 
         return Command(shape.case.kind, malformed=message)
 
 
+def _case_of(shape: Shape, values: list[Any]) -> Case:
+    if shape.discriminator is None:
+        return shape.case
+    case = shape.case_of(values[shape.discriminator_slot])
+    if case is None:
+        raise Malformed(f"{show(shape.discriminator)} is none of the declared cases")
+    return case
+
+
 def _case(shape: Shape, item: Mapping[str, Any], opened: Opened | None) -> Case:
+    """The case of a command (for the rewrite: its pointers say what to strip)."""
     if shape.discriminator is None:
         return shape.case
     value = resolve(item, shape.discriminator, opened)
@@ -111,17 +122,10 @@ def _id_value(spec: IdSpec, value: object) -> object:
     raise Malformed(f"{show(spec.pointer)} must be a string")
 
 
-def _ids(
-    case: Case, item: Mapping[str, Any], opened: Opened | None, view: DocumentView
-) -> dict[str, object]:
+def _ids(case: Case, values: list[Any], view: DocumentView) -> dict[str, object]:
     ids: dict[str, object] = {}
     for spec in case.ids:
-        if spec.document:
-            value = view.id_value(spec)
-        elif spec.head is not None and opened is None:
-            value = _id_value(spec, item.get(spec.head))
-        else:
-            value = _id_value(spec, resolve(item, spec.pointer, opened))
+        value = view.id_value(spec) if spec.document else _id_value(spec, values[spec.slot])
         if value is None:
             continue
         if ids.setdefault(spec.type, value) != value:
@@ -129,12 +133,12 @@ def _ids(
     return ids
 
 
-def _event_type(spec: EventType | None, item: Mapping[str, Any], opened: Opened | None) -> str:
+def _event_type(spec: EventType | None, values: list[Any]) -> str:
     if spec is None:
         raise Malformed("the command has no event type")
     value: object = spec.value
-    for pointer in spec.pointers:
-        value = resolve(item, pointer, opened)
+    for slot in spec.slots:
+        value = values[slot]
         if value is not None:
             break
     if type(value) is not str or not value:
@@ -148,20 +152,14 @@ def _event_type(spec: EventType | None, item: Mapping[str, Any], opened: Opened 
 
 
 def _names(
-    containers: tuple[Container, ...],
-    item: Mapping[str, Any],
-    opened: Opened | None,
-    view: DocumentView,
+    containers: tuple[Container, ...], values: list[Any], view: DocumentView
 ) -> tuple[str, ...]:
     found: tuple[str, ...] = ()
     for container in containers:
         if container.document:
             names = view.names(container)
         else:
-            head = container.head
-            value = item.get(head) if head is not None and opened is None else None
-            if head is None or opened is not None:
-                value = resolve(item, container.pointer, opened)
+            value = values[container.slot]
             if value is None:
                 continue
             names = tuple(names_in(container, value))

@@ -120,14 +120,19 @@ class _Draft:
     extra: set[str] = field(default_factory=set)
     container: bool = False
     embedded: Embedded | None = None
+    slot: int = -1
+
+
+NO_VALUES: list[Any] = []  # `check` without slots to fill
 
 
 class SpellingTree:
     """The objects a set of pointers passes through, each with the names read there:
     `check` runs the key-spelling guard over them (decoding embedded strings on the
-    way, into `opened`)."""
+    way, into `opened`) and, in the same walk, puts the value at each pointer that
+    has a slot into `values` — the one pass a command's reading costs."""
 
-    __slots__ = ("children", "container", "embedded", "fields")
+    __slots__ = ("children", "container", "embedded", "fields", "slot")
 
     def __init__(
         self,
@@ -135,11 +140,13 @@ class SpellingTree:
         children: Mapping[str, SpellingTree],
         container: bool,
         embedded: Embedded | None,
+        slot: int,
     ) -> None:
         self.fields = fields
         self.children = tuple(children.items())
         self.container = container
         self.embedded = embedded
+        self.slot = slot
 
     def check(
         self,
@@ -147,6 +154,8 @@ class SpellingTree:
         where: str,
         max_names: int,
         opened: Opened | None,
+        *,
+        values: list[Any] = NO_VALUES,
         at: Pointer = (),
     ) -> None:
         """Rejects (KeyProblem): a look-alike key (malformed_payload), a container with
@@ -161,9 +170,12 @@ class SpellingTree:
                 continue
             if child.embedded is not None and type(value) is str and opened is not None:
                 value = opened.open((*at, name), value)
+            if child.slot >= 0 and values is not NO_VALUES:
+                values[child.slot] = value
             if type(value) is dict:
                 where_ = f"{where}.{name}" if where else name
-                child.check(value, where_, max_names, opened, (*at, name) if opened else at)
+                path = (*at, name) if opened else at
+                child.check(value, where_, max_names, opened, values=values, at=path)
 
 
 class TreeBuilder:
@@ -180,6 +192,7 @@ class TreeBuilder:
         container: bool = False,
         names: Iterable[str] = (),
         embedded: Embedded | None = None,
+        slot: int = -1,
     ) -> None:
         node = self._root
         for name in pointer:
@@ -188,6 +201,8 @@ class TreeBuilder:
         node.extra.update(names)
         if embedded is not None:
             node.embedded = embedded
+        if slot >= 0:
+            node.slot = slot
 
     def build(self, path: str) -> SpellingTree:
         return _build(self._root, path, ())
@@ -202,4 +217,4 @@ def _build(draft: _Draft, path: str, at: Pointer) -> SpellingTree:
             "(a case-insensitive collector could not tell them apart)"
         ) from None
     children = {name: _build(child, path, (*at, name)) for name, child in draft.children.items()}
-    return SpellingTree(fields, children, draft.container, draft.embedded)
+    return SpellingTree(fields, children, draft.container, draft.embedded, draft.slot)
