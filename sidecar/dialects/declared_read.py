@@ -18,7 +18,7 @@ from typing import Any
 
 from sidecar.commands import Command, Kind, Verdict
 from sidecar.dialects.declared_model import Case, Container, EventType, IdSpec, Shape, Source
-from sidecar.dialects.pointers import Opened, edit, resolve, show
+from sidecar.dialects.pointers import Opened, Pointer, edit, resolve, show
 from sidecar.errors import Rejection
 from sidecar.rules import SetName
 from sidecar.spelling import KeyProblem
@@ -199,16 +199,37 @@ def _strings(items: list[Any], container: Container) -> list[str]:
 # -- writing back ---------------------------------------------------------------------------
 
 
-def rewrite_command(shape: Shape, item: Any, verdict: Verdict) -> Any:
-    """`item` without what `verdict` stripped (the same object when nothing is)."""
+Plan = tuple[tuple[Pointer, Any], ...]  # (pointer, change) in the order they apply
+
+
+def rewrite_command(
+    shape: Shape, item: Any, verdict: Verdict, plans: dict[tuple[int, int], Plan] | None = None
+) -> Any:
+    """`item` without what `verdict` stripped (the same object when nothing is).
+    `plans` remembers, for one request, the edits of each (case, verdict): the
+    commands of a batch mostly share both."""
     if not verdict.modified or type(item) is not dict:
         return item
     case = _case(shape, item, Opened(shape.embedded) if shape.embedded else None)
+    key = (id(case), id(verdict))
+    plan = plans.get(key) if plans is not None else None
+    if plan is None:
+        plan = _plan(case, verdict)
+        if plans is not None:
+            plans[key] = plan
     embedded = shape.embedded
+    for pointer, change in plan:
+        item = edit(item, pointer, change, embedded)
+    return item
+
+
+def _plan(case: Case, verdict: Verdict) -> Plan:
+    """The edits that remove what `verdict` stripped from a command of `case`."""
+    plan: list[tuple[Pointer, Any]] = []
     ids = set(verdict.stripped.get(SetName.CUSTOMER_IDS, ()))
     for spec in case.ids:
         if spec.type in ids and not spec.document and spec.pointer:
-            item = edit(item, spec.pointer[:-1], _without_key(spec.pointer[-1]), embedded)
+            plan.append((spec.pointer[:-1], _without_key(spec.pointer[-1])))
     for set_name, containers in (
         (SetName.CUSTOMER_PROPERTIES, case.customer_properties),
         (SetName.EVENT_PROPERTIES, case.event_properties),
@@ -216,8 +237,8 @@ def rewrite_command(shape: Shape, item: Any, verdict: Verdict) -> Any:
         names = frozenset(verdict.stripped.get(set_name, ()))
         for container in containers if names else ():
             if not container.document:
-                item = edit(item, container.pointer, without_names(container, names), embedded)
-    return item
+                plan.append((container.pointer, without_names(container, names)))
+    return tuple(plan)
 
 
 def _without_key(name: str) -> Any:
