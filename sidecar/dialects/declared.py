@@ -318,8 +318,10 @@ def _rewrite_group(
     plans: dict[tuple[int, int], Plan] = {}
     if group.single:
         item, verdict = next(judged)
-        if not verdict.forwarded:
-            return edit(document, pointer[:-1], _drop_member(pointer[-1]), {})
+        if not verdict.forwarded:  # (a whole-document command is never dropped: answered)
+            return (
+                edit(document, pointer[:-1], _drop_member(pointer[-1]), {}) if pointer else document
+            )
         new = rewrite_command(shape, item, verdict, plans)
         return document if new is item else edit(document, pointer, lambda _: new, {})
     kept = [rewrite_command(shape, item, v, plans) for item, v in judged if v.forwarded]

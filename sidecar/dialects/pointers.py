@@ -182,6 +182,12 @@ class SpellingTree:
                 where_ = f"{where}.{name}" if where else name
                 path = (*at, name) if opened else at
                 child.check(value, where_, max_names, opened, values=values, at=path)
+            elif type(value) is list and child.container:  # a name array (`"$unset": [...]`)
+                where_ = f"{where}.{name}" if where else name
+                names = {item: None for item in value if type(item) is str}
+                if len(value) > max_names:
+                    names = {str(index): None for index in range(len(value))}
+                child.fields.check_names(names, where_, max_names)
 
 
 class TreeBuilder:
