@@ -238,7 +238,24 @@ def _plan(case: Case, verdict: Verdict) -> Plan:
         for container in containers if names else ():
             if not container.document:
                 plan.append((container.pointer, without_names(container, names)))
-    return tuple(plan)
+    return _merged(plan)
+
+
+def _merged(plan: list[tuple[Pointer, Any]]) -> Plan:
+    """Changes at one pointer made one (one copy of the object instead of several)."""
+    by_pointer: dict[Pointer, list[Any]] = {}
+    for pointer, change in plan:
+        by_pointer.setdefault(pointer, []).append(change)
+    return tuple((p, c[0] if len(c) == 1 else _chain(c)) for p, c in by_pointer.items())
+
+
+def _chain(changes: list[Any]) -> Any:
+    def change(value: Any) -> Any:
+        for one in changes:
+            value = one(value)
+        return value
+
+    return change
 
 
 def _without_key(name: str) -> Any:
