@@ -108,6 +108,7 @@ class Declared:
             stream_id,
             form=route.form is not None,
             secret_from=route.secret_from,
+            gzip_magic=route.gzip_magic,
         )
 
     def compile_options(self, raw: Mapping[str, Any], path: str) -> None:

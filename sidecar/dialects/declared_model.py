@@ -153,6 +153,7 @@ class Route:
     pattern: re.Pattern[str] | None  # for a path with a `{stream_id}` segment
     form: str | None  # the form field holding the document (None: the body is it)
     wrapping: Wrapping  # base64 around the document
+    gzip_magic: bool  # a body with gzip's magic bytes is gzip without Content-Encoding
     sources: tuple[Source, ...]
     stream_id: tuple[Place, ...]
     secret_from: tuple[SecretPlace, ...]  # () : SPEC §5.1's places
