@@ -125,6 +125,10 @@ class Shape:
     slots: Mapping[Pointer, int]
     discriminator_slot: int = -1
     root_slot: int = -1  # the slot of pointer "" (a container of the command itself)
+    slot_count: int = field(init=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "slot_count", len(self.slots))
 
     def case_of(self, discriminator: object) -> Case | None:
         """The case for a discriminator value (the shape's own without a discriminator)."""
