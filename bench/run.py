@@ -9,8 +9,9 @@ Rows (each with wrk, a fixed duration, several repetitions, medians):
              b) signed-only event, the same valid HS256 JWT every time (cache path)
              c) a 50-command batch with stripping and 10 % rejected commands
              d) signed-only event, a different RS256 JWT every request (cache misses)
-             c-segment, c-braze) the same 50 commands as (c) in each other
-             dialect's wire format (bare and bare+json only, no nginx row)
+             c-segment, c-braze, c-posthog) the same 50 commands as (c) in
+             each other dialect's wire format, posthog being a declared dialect
+             (bare and bare+json only, no nginx row)
   bare+json  (batches only) bare, plus parsing and re-serialising the body: the
              floor of any proxy that rewrites JSON in this stack
   trackgate-1w / -2w   workload (a) with server.workers 1 and 2 (scaling)
@@ -100,8 +101,19 @@ def braze_batch() -> dict[str, Any]:
             "device_id": "d-1", "events": [event(i) for i in range(50)]}  # fmt: skip
 
 
+def posthog_batch() -> dict[str, Any]:
+    """The same 50 commands as a PostHog `/batch/` (a declared dialect): 45 kept with an
+    id (`$anon_distinct_id`) and a property to strip, 5 denied."""
+    kept = {"event": "view_item", "distinct_id": "c-1", "timestamp": "2026-01-01T00:00:00Z",
+            "properties": {"sku": "X-1", "price": 9.5, "card_number": "4111",
+                           "$anon_distinct_id": "+15550100"}}  # fmt: skip
+    denied = {**kept, "event": "internal_debug"}
+    return {"api_key": POSTHOG_KEY, "batch": [denied if i % 10 == 9 else kept for i in range(50)]}
+
+
 SEGMENT_KEY = "bench-segment-write-key"
 BRAZE_KEY = "bench-braze-api-key"
+POSTHOG_KEY = "bench-posthog-api-key"
 
 
 @dataclass
@@ -138,6 +150,7 @@ BATCHES = [
         headers={"X-Braze-Api-Key": BRAZE_KEY},
         commands=50,
     ),
+    Workload("c-posthog", "/batch/", posthog_batch(), commands=50),
 ]
 
 
@@ -332,6 +345,13 @@ streams:
     type: public
     dialect: braze
     customer_ids: {{default: deny, allow: [device_id]}}
+    event_types: {{default: deny, allow: [view_item]}}
+    event_properties: {{default: allow, deny: [card_number]}}
+  - name: posthog
+    id: {POSTHOG_KEY}
+    type: public
+    dialect: posthog
+    customer_ids: {{default: deny, allow: [distinct_id], deny: [anon_distinct_id]}}
     event_types: {{default: deny, allow: [view_item]}}
     event_properties: {{default: allow, deny: [card_number]}}
 """)
@@ -595,7 +615,7 @@ def main() -> None:
     parser.add_argument("--connections", type=int, default=50)
     parser.add_argument("--tokens", type=int, default=40000, help="distinct RS256 tokens for (d)")
     parser.add_argument("--only", type=lambda v: v.split(","), default=[],
-                        help="comma-separated workloads (a,b,c,d,c-segment,c-braze) and/or "
+                        help="comma-separated workloads (a,b,c,d,c-segment,c-braze,c-posthog) and/or "
                         "'scaling'; all by default")  # fmt: skip
     run(parser.parse_args())
 

@@ -16,6 +16,7 @@ from sidecar.errors import Reason, Rejection
 from sidecar.jsoncodec import parse_json
 
 _JSON_TYPES = ("application/json", "text/plain", "")
+_FORM = "application/x-www-form-urlencoded"
 _CHUNK = 64 * 1024
 
 
@@ -48,8 +49,14 @@ class Body:
             return None
 
 
-async def read_body(request: web.BaseRequest, limit: int) -> Body:
-    """The decoded request body. Rejects: payload_too_large, malformed_payload."""
+GZIP_MAGIC = b"\x1f\x8b"
+
+
+async def read_body(request: web.BaseRequest, limit: int, gzip_magic: bool = False) -> Body:
+    """The decoded request body. With `gzip_magic` (an endpoint whose SDK gzips
+    without saying so, as posthog-js does), a body without `Content-Encoding` that
+    starts with gzip's magic bytes is gzip too. Rejects: payload_too_large,
+    malformed_payload."""
     declared = request.content_length
     if declared is not None and declared > limit:
         raise _too_large(limit)
@@ -64,6 +71,8 @@ async def read_body(request: web.BaseRequest, limit: int) -> Body:
                 raise _too_large(limit)
     encoding = request.headers.get("Content-Encoding", "identity").strip().lower()
     if encoding in ("identity", ""):
+        if gzip_magic and raw[:2] == GZIP_MAGIC:  # never JSON: `{`, `[` or space first
+            return Body(gunzip(bytes(raw), limit))
         return Body(bytes(raw))
     if encoding in ("gzip", "x-gzip"):
         return Body(gunzip(bytes(raw), limit))
@@ -89,9 +98,17 @@ def gunzip(data: bytes, limit: int) -> bytes:
     return out
 
 
-def check_content_type(content_type: str) -> None:
-    """Bodies are JSON sent as application/json (or +json) or text/plain (beacons)."""
+def check_content_type(content_type: str, form: bool = False) -> None:
+    """Bodies are JSON sent as application/json (or +json) or text/plain (beacons);
+    a `form` endpoint's (a declared dialect's `carrier.form`) are forms."""
     media = content_type.split(";", 1)[0].strip().lower()
+    if form:
+        if media != _FORM:
+            raise Rejection(
+                Reason.MALFORMED_PAYLOAD,
+                f"Content-Type {media!r} is not supported; send {_FORM}",
+            )
+        return
     if media not in _JSON_TYPES and not media.endswith("+json"):
         raise Rejection(
             Reason.MALFORMED_PAYLOAD,

@@ -1,0 +1,227 @@
+"""JSON pointers through object members, and the key-spelling tree they imply.
+
+A declared dialect addresses everything it reads with RFC 6901 pointers (no
+array indices: arrays of commands are named by the endpoint). Compiled once to
+tuples of names, they are resolved per command with dictionary lookups; a
+member declared *embedded* (a string holding JSON, e.g. Snowplow's `ue_pr`) is
+decoded on the way, once per command (`Opened`).
+
+Every object a pointer passes through is an object the dialect interprets, so
+the pointers of a shape also say which names the key-spelling guard protects
+there (SPEC §3.3): `SpellingTree` holds one `Fields` per such object.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from sidecar.dialects.carriers import Embedded
+from sidecar.errors import ConfigError
+from sidecar.spelling import Fields
+
+Pointer = tuple[str, ...]
+
+
+def parse_pointer(text: str) -> Pointer:
+    """`/a/b~1c` → ("a", "b/c"); "" is the object itself."""
+    if not text:
+        return ()
+    return tuple(s.replace("~1", "/").replace("~0", "~") for s in text[1:].split("/"))
+
+
+def show(pointer: Pointer) -> str:
+    """The pointer as written (`/a/b~1c`)."""
+    return "".join("/" + s.replace("~", "~0").replace("/", "~1") for s in pointer)
+
+
+class Opened:
+    """One command's (or document's) embedded members, decoded at most once each."""
+
+    __slots__ = ("decoded", "embedded")
+
+    def __init__(self, embedded: Mapping[Pointer, Embedded]) -> None:
+        self.embedded = embedded
+        self.decoded: dict[Pointer, Any] = {}
+
+    def open(self, at: Pointer, text: str) -> Any:
+        """The document inside the embedded string `text` at `at`. Rejects: malformed_payload."""
+        try:
+            return self.decoded[at]
+        except KeyError:
+            pass
+        document = self.decoded[at] = self.embedded[at].read(text, show(at) or "the command")
+        return document
+
+
+def resolve(obj: Any, pointer: Pointer, opened: Opened | None = None) -> Any:
+    """The value at `pointer` in `obj` (None when absent), through embedded strings."""
+    value = obj
+    if opened is None:  # the common case, per id and container of every command: lean
+        for name in pointer:
+            if type(value) is not dict:
+                return None
+            value = value.get(name)
+        return value
+    embedded = opened.embedded
+    for index, name in enumerate(pointer):
+        if embedded and type(value) is str and pointer[:index] in embedded:
+            value = opened.open(pointer[:index], value)
+        if type(value) is not dict:
+            return None
+        value = value.get(name)
+    if embedded and type(value) is str and pointer in embedded:
+        value = opened.open(pointer, value)
+    return value
+
+
+def edit(
+    value: Any,
+    pointer: Pointer,
+    change: Callable[[Any], Any],
+    embedded: Mapping[Pointer, Embedded],
+    at: Pointer = (),
+) -> Any:
+    """`value` with `change` applied at `pointer`, copied along the way only where
+    something changed (the same object back otherwise); an embedded string on the
+    way is decoded, changed and written back in the form it had."""
+    if embedded and type(value) is str and at in embedded:
+        inner = embedded[at].read(value, show(at))
+        changed = _edit_inner(inner, pointer, change, embedded, at)
+        return value if changed is inner else embedded[at].write(changed, value)
+    return _edit_inner(value, pointer, change, embedded, at)
+
+
+def _edit_inner(
+    value: Any,
+    pointer: Pointer,
+    change: Callable[[Any], Any],
+    embedded: Mapping[Pointer, Embedded],
+    at: Pointer,
+) -> Any:
+    if not pointer:
+        return change(value)
+    if type(value) is not dict or pointer[0] not in value:
+        return value
+    name = pointer[0]
+    child = value[name]
+    new = edit(child, pointer[1:], change, embedded, (*at, name))
+    if new is child:
+        return value
+    out = dict(value)
+    out[name] = new
+    return out
+
+
+@dataclass(slots=True)
+class _Draft:
+    children: dict[str, _Draft] = field(default_factory=dict)
+    extra: set[str] = field(default_factory=set)
+    container: bool = False
+    embedded: Embedded | None = None
+    slot: int = -1
+
+
+NO_VALUES: list[Any] = []  # `check` without slots to fill
+
+
+class SpellingTree:
+    """The objects a set of pointers passes through, each with the names read there:
+    `check` runs the key-spelling guard over them (decoding embedded strings on the
+    way, into `opened`) and, in the same walk, puts the value at each pointer that
+    has a slot into `values` — the one pass a command's reading costs."""
+
+    __slots__ = ("children", "container", "embedded", "fields", "slot")
+
+    def __init__(
+        self,
+        fields: Fields,
+        children: Mapping[str, SpellingTree],
+        container: bool,
+        embedded: Embedded | None,
+        slot: int,
+    ) -> None:
+        self.fields = fields
+        self.children = tuple(children.items())
+        self.container = container
+        self.embedded = embedded
+        self.slot = slot
+
+    def check(
+        self,
+        obj: Mapping[str, Any],
+        where: str,
+        max_names: int,
+        opened: Opened | None,
+        *,
+        values: list[Any] = NO_VALUES,
+        at: Pointer = (),
+    ) -> None:
+        """Rejects (KeyProblem): a look-alike key (malformed_payload), a container with
+        too many names (payload_too_large); (Rejection) a bad embedded string."""
+        if self.container:
+            self.fields.check_names(obj, where, max_names)
+        else:
+            self.fields.check(obj, where)
+        for name, child in self.children:  # in declaration order: deterministic messages
+            found = obj.get(name)
+            if found is None:
+                continue
+            value = found
+            if child.embedded is not None and type(found) is str and opened is not None:
+                value = opened.open((*at, name), found)
+            if child.slot >= 0 and values is not NO_VALUES:
+                values[child.slot] = value
+            if type(value) is dict:
+                where_ = f"{where}.{name}" if where else name
+                path = (*at, name) if opened else at
+                child.check(value, where_, max_names, opened, values=values, at=path)
+            elif type(value) is list and child.container:  # a name array (`"$unset": [...]`)
+                where_ = f"{where}.{name}" if where else name
+                names = {item: None for item in value if type(item) is str}
+                if len(value) > max_names:
+                    names = {str(index): None for index in range(len(value))}
+                child.fields.check_names(names, where_, max_names)
+
+
+class TreeBuilder:
+    """Collects pointers, then builds the `SpellingTree` (a `ConfigError` at `path`
+    when two names read in one object fold alike)."""
+
+    def __init__(self) -> None:
+        self._root = _Draft()
+
+    def add(
+        self,
+        pointer: Pointer,
+        *,
+        container: bool = False,
+        names: Iterable[str] = (),
+        embedded: Embedded | None = None,
+        slot: int = -1,
+    ) -> None:
+        node = self._root
+        for name in pointer:
+            node = node.children.setdefault(name, _Draft())
+        node.container |= container
+        node.extra.update(names)
+        if embedded is not None:
+            node.embedded = embedded
+        if slot >= 0:
+            node.slot = slot
+
+    def build(self, path: str) -> SpellingTree:
+        return _build(self._root, path, ())
+
+
+def _build(draft: _Draft, path: str, at: Pointer) -> SpellingTree:
+    try:
+        fields = Fields(*dict.fromkeys([*draft.children, *sorted(draft.extra)]))
+    except ValueError:
+        raise ConfigError(
+            f"{path}: two names read in the object at {show(at) or '(the root)'!r} fold alike "
+            "(a case-insensitive collector could not tell them apart)"
+        ) from None
+    children = {name: _build(child, path, (*at, name)) for name, child in draft.children.items()}
+    return SpellingTree(fields, children, draft.container, draft.embedded, draft.slot)
