@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import base64
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from sidecar.body import Body
@@ -194,8 +194,8 @@ class Segment:
             if verdict.forwarded
             for name in verdict.stripped.get(SetName.CUSTOMER_PROPERTIES, ())
         }
-        if shared and isinstance(document.get("context"), dict):
-            out["context"] = _without_traits(document["context"], shared)
+        if shared:
+            _drop_traits(document.get("context"), shared)
         return dump_json(out)
 
     def answer_batch(
@@ -232,33 +232,37 @@ class Segment:
         return f"/v1/{message_type if message_type in MESSAGE_TYPES else 'track'}"
 
 
-def _strip(message: Mapping[str, Any], message_type: str, verdict: Verdict) -> dict[str, Any]:
-    out = dict(message)
-    ids = verdict.stripped.get(SetName.CUSTOMER_IDS, ())
-    for field, id_type in ID_FIELDS.items():
-        if id_type in ids:
-            out.pop(field, None)
-    customer = set(verdict.stripped.get(SetName.CUSTOMER_PROPERTIES, ()))
-    events = set(verdict.stripped.get(SetName.EVENT_PROPERTIES, ()))
-    if customer and isinstance(message.get("context"), dict):
-        out["context"] = _without_traits(message["context"], customer)
-    if customer and message_type == "identify" and isinstance(message.get("traits"), dict):
-        out["traits"] = _without(message["traits"], customer)
-    if events and isinstance(message.get("properties"), dict):
-        out["properties"] = _without(message["properties"], events)
-    if events and message_type == "group" and isinstance(message.get("traits"), dict):
-        out["traits"] = _without(message["traits"], events)
-    return out
+def _strip(message: dict[str, Any], message_type: str, verdict: Verdict) -> dict[str, Any]:
+    """`message` without the verdict's stripped ids, traits and properties (removed in
+    place: the document is the request's own, `Dialect.encode`)."""
+    stripped = verdict.stripped
+    ids = stripped.get(SetName.CUSTOMER_IDS)
+    if ids:
+        for field, id_type in ID_FIELDS.items():
+            if id_type in ids:
+                message.pop(field, None)
+    customer = stripped.get(SetName.CUSTOMER_PROPERTIES)
+    if customer:
+        _drop_traits(message.get("context"), customer)
+        if message_type == "identify":
+            _drop(message.get("traits"), customer)
+    events = stripped.get(SetName.EVENT_PROPERTIES)
+    if events:
+        _drop(message.get("properties"), events)
+        if message_type == "group":
+            _drop(message.get("traits"), events)
+    return message
 
 
-def _without_traits(context: Mapping[str, Any], names: set[str]) -> dict[str, Any]:
-    if not isinstance(context.get("traits"), dict):
-        return dict(context)
-    return {**context, "traits": _without(context["traits"], names)}
+def _drop_traits(context: object, names: Iterable[str]) -> None:
+    if type(context) is dict:
+        _drop(context.get("traits"), names)
 
 
-def _without(mapping: Mapping[str, Any], names: set[str]) -> dict[str, Any]:
-    return {key: value for key, value in mapping.items() if key not in names}
+def _drop(container: object, names: Iterable[str]) -> None:
+    if type(container) is dict:
+        for name in names:
+            container.pop(name, None)
 
 
 def _write_keys(document: Mapping[str, Any], endpoint: Endpoint) -> set[str]:

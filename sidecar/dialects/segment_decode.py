@@ -113,27 +113,59 @@ def decode_message(
         return Command(
             Kind.EVENT, malformed=f"a message needs a type of {', '.join(sorted(MESSAGE_TYPES))}"
         )
-    problem = _shape_problem(message, message_type)
-    if problem:
-        return Command(Kind.EVENT, malformed=problem)
-    ids = {
-        id_type: message[field]
-        for field, id_type in ID_FIELDS.items()
-        if message.get(field) is not None
-    }
-    customer = [*((message.get("context") or {}).get("traits") or ()), *batch_traits]
-    events = list(message.get("properties") or ())
+    read = _read(message, message_type)
+    if isinstance(read, str):
+        return Command(Kind.EVENT, malformed=read)
+    ids, traits, properties, context_traits = read
+    # The names of each container are unique; only merged containers need deduplicating.
+    sources = [c for c in (traits if message_type == "identify" else None, context_traits) if c]
+    if batch_traits:
+        sources.append(dict.fromkeys(batch_traits))
+    customer = tuple(sources[0]) if len(sources) == 1 else tuple(_merged(sources))
+    events: tuple[str, ...] = tuple(properties) if properties else ()
+    if message_type == "group" and traits:
+        events = tuple(_merged([properties or {}, traits]))
     if message_type == "identify":
-        customer = [*(message.get("traits") or ()), *customer]
-    elif message_type == "group":
-        events.extend(message.get("traits") or ())
+        return Command(Kind.CUSTOMER, customer_ids=ids, customer_properties=customer,
+                       event_properties=events)  # fmt: skip
     return Command(
-        Kind.CUSTOMER if message_type == "identify" else Kind.EVENT,
+        Kind.EVENT,
         customer_ids=ids,
-        event_type=None if message_type == "identify" else _event_type(message, message_type),
-        customer_properties=tuple(dict.fromkeys(customer)),
-        event_properties=tuple(dict.fromkeys(events)),
+        event_type=message["event"] if message_type == "track" else message_type,
+        customer_properties=customer,
+        event_properties=events,
     )
+
+
+def _read(message: Mapping[str, Any], message_type: str) -> tuple[Any, Any, Any, Any] | str:
+    """A message's ids, traits, properties and context.traits, or what is malformed."""
+    get = message.get
+    ids = {}
+    for field, id_type in ID_FIELDS.items():
+        value = get(field)
+        if value is not None:
+            if type(value) is not str:
+                return f"{field} must be a string or null"
+            ids[id_type] = value
+    context, traits, properties = get("context"), get("traits"), get("properties")
+    for field, value in (("context", context), ("traits", traits), ("properties", properties)):
+        if value is not None and type(value) is not dict:
+            return f"{field} must be an object or null"
+    context_traits = context.get("traits") if context else None
+    if context_traits is not None and type(context_traits) is not dict:
+        return "context.traits must be an object or null"
+    event = get("event")
+    if message_type == "track" and (type(event) is not str or not event):
+        return "a track message needs a non-empty event"
+    return ids, traits, properties, context_traits
+
+
+def _merged(containers: Sequence[Mapping[str, Any]]) -> dict[str, None]:
+    """The names of several containers, each once, in order."""
+    names: dict[str, None] = {}
+    for container in containers:
+        names.update(dict.fromkeys(container))
+    return names
 
 
 def _check_keys(message: Mapping[str, Any], max_names: int) -> None:
@@ -149,23 +181,6 @@ def _check_keys(message: Mapping[str, Any], max_names: int) -> None:
         traits = context.get("traits")
         if type(traits) is dict:
             NAMES.check_names(traits, "context.traits", max_names)
-
-
-def _shape_problem(message: Mapping[str, Any], message_type: object) -> str | None:
-    for field in ID_FIELDS:
-        if not isinstance(message.get(field), str | None):
-            return f"{field} must be a string or null"
-    for field in ("context", "traits", "properties"):
-        if not isinstance(message.get(field), dict | None):
-            return f"{field} must be an object or null"
-    context = message.get("context") or {}
-    if not isinstance(context.get("traits"), dict | None):
-        return "context.traits must be an object or null"
-    if message_type == "track" and (
-        not isinstance(message.get("event"), str) or not message["event"]
-    ):
-        return "a track message needs a non-empty event"
-    return None
 
 
 def _event_type(message: Mapping[str, Any], message_type: str) -> str:
