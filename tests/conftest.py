@@ -23,6 +23,7 @@ from tests.harness import (
     start_sidecar,
 )
 from tests.idp import Provider
+from tests.sdks import Tap, start_tap
 
 StartSidecar = Callable[..., Awaitable[Sidecar]]
 
@@ -64,6 +65,15 @@ async def make_sidecar(tmp_path: Path, collector: Collector) -> AsyncIterator[St
         await runner.cleanup()
     for running in sidecars:
         await running.reloader.key_sources.close()
+
+
+@pytest.fixture
+async def tap() -> AsyncIterator[Tap]:
+    """A running recording hop for an SDK's requests (set `target` to the sidecar's URL)."""
+    recorder = Tap()
+    runner = await start_tap(recorder)
+    yield recorder
+    await runner.cleanup()
 
 
 @pytest.fixture

@@ -1,0 +1,158 @@
+"""The built-in posthog dialect (SPEC §3.5) driven by the real posthog-python SDK.
+
+The SDK posts to a tap in front of the sidecar, which forwards to the recording
+collector answering as PostHog does (`200 {"status": 1}`). What the SDK sent
+(read at the tap) is compared with what the collector received: allowed events
+arrive with denied properties and ids stripped and nothing else changed, denied
+events never arrive, and the SDK sees success (no `on_error`, no error log, no
+second request). What posthog-python does with each answer: /work/briefs/sdk-wire.md §1.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import gzip
+import json
+from typing import Any
+
+import pytest
+from posthog import Posthog
+
+from tests.conftest import StartSidecar
+from tests.harness import Collector, Sidecar
+from tests.sdks import Tap, live_threads, sdk_problems, without
+
+KEY = "phc_trackgate_sdk_test_key"
+
+STREAMS = f"""
+- name: ph
+  id: {KEY}
+  type: public
+  dialect: posthog
+  customer_ids: {{default: deny, allow: [distinct_id], deny: [anon_distinct_id]}}
+  event_types: {{default: deny, allow: [product_viewed, $pageview], deny: [debug_event]}}
+  customer_properties: {{default: deny, allow: [name, plan], deny: [email]}}
+  event_properties: {{default: allow, deny: [card_number]}}
+"""
+
+Call = tuple[str, tuple[Any, ...], dict[str, Any]]
+
+CALLS: list[Call] = [
+    ("capture", ("product_viewed",), {"distinct_id": "user-1", "properties": {
+        "sku": "X-1", "price": 12.5, "qty": 3, "card_number": "4111111111111111",
+        "label": "grüße ☃", "tags": ["a", "b"], "nested": {"card_number": "kept: not top level"},
+    }}),
+    ("capture", ("debug_event",), {"distinct_id": "user-1", "properties": {"x": 1}}),
+    ("set", (), {"distinct_id": "user-1", "properties": {"name": "Ada", "email": "ada@example.com"}}),
+    ("set_once", (), {"distinct_id": "user-1", "properties": {"plan": "pro", "email": "a@b.c"}}),
+    # what posthog-js sends on identify(): the anonymous id and $set / $set_once in properties
+    ("capture", ("$identify",), {"distinct_id": "user-1", "properties": {
+        "$anon_distinct_id": "anon-7", "$set": {"name": "Ada", "email": "ada@example.com"},
+        "$set_once": {"plan": "free", "email": "first@example.com"},
+    }}),
+    ("capture", ("$pageview",), {"distinct_id": "user-1", "properties": {
+        "$current_url": "https://shop.example.com/p?q=1",
+    }}),
+]  # fmt: skip
+
+
+@pytest.fixture
+async def gate(make_sidecar: StartSidecar, collector: Collector, tap: Tap) -> Sidecar:
+    """The sidecar with the posthog stream, a collector answering as PostHog, the tap before it."""
+    collector.body = b'{"status": 1}'
+    sidecar = await make_sidecar(streams=STREAMS)
+    tap.target = sidecar.url
+    return sidecar
+
+
+def run(client: Posthog, calls: list[Call]) -> None:
+    """The SDK's calls, then flush and shut down (joins the consumer thread)."""
+    for method, args, kwargs in calls:
+        getattr(client, method)(*args, **kwargs)
+    client.flush()
+    client.shutdown()
+
+
+def sent_document(tap: Tap, index: int = 0) -> dict[str, Any]:
+    request = tap.received[index]
+    body = request.body
+    if request.headers.get("Content-Encoding") == "gzip":
+        body = gzip.decompress(body)
+    document: dict[str, Any] = json.loads(body)
+    return document
+
+
+def expected_batch(sent: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The sent batch as the stream's rules must leave it."""
+    kept = []
+    for original in sent:
+        if original["event"] == "debug_event":
+            continue
+        message = dict(original)
+        properties = without(message["properties"], "card_number", "$anon_distinct_id")
+        for operator in ("$set", "$set_once"):
+            if operator in message:
+                message[operator] = without(message[operator], "email")
+            if operator in properties:
+                properties[operator] = without(properties[operator], "email")
+        message["properties"] = properties
+        kept.append(message)
+    return kept
+
+
+@pytest.mark.parametrize("compress", [False, True], ids=["json", "gzip"])
+async def test_a_batch_from_posthog_python(
+    gate: Sidecar, collector: Collector, tap: Tap, compress: bool
+) -> None:
+    errors: list[tuple[Exception, list[Any]]] = []
+    threads = live_threads()
+    client = Posthog(KEY, host=tap.url, gzip=compress, flush_at=100, flush_interval=60,
+                     max_retries=3, on_error=lambda e, batch: errors.append((e, batch)))  # fmt: skip
+    with sdk_problems("posthog") as problems:
+        await asyncio.to_thread(run, client, CALLS)
+    assert errors == [] and problems == []  # the SDK saw success
+    assert len(tap.received) == 1 and tap.answers[0][0] == 200  # one request, no retry
+    assert (tap.received[0].path_qs, tap.received[0].headers.get("Content-Encoding")) == (
+        "/batch/", "gzip" if compress else None,
+    )  # fmt: skip
+    sent = sent_document(tap)
+    assert [m["event"] for m in sent["batch"]] == [c[1][0] if c[1] else f"${c[0]}" for c in CALLS]
+    assert len(collector.received) == 1
+    forwarded = collector.received[0]
+    assert "Content-Encoding" not in forwarded.headers  # plain JSON to the collector
+    assert int(forwarded.headers["Content-Length"]) == len(forwarded.body)
+    received = forwarded.json
+    assert without(received, "batch") == without(sent, "batch")  # api_key, sent_at, …
+    assert received["batch"] == expected_batch(sent["batch"])
+    text = forwarded.body.decode()
+    assert "ada@example.com" not in text and "anon-7" not in text
+    assert live_threads() <= threads  # the consumer thread has ended
+
+
+async def test_every_command_rejected_is_a_success_for_the_sdk(
+    gate: Sidecar, collector: Collector, tap: Tap
+) -> None:
+    """Sync mode: one request per call; the denied event alone is answered 200 by trackgate."""
+    client = Posthog(KEY, host=tap.url, sync_mode=True)
+    with sdk_problems("posthog") as problems:
+        await asyncio.to_thread(run, client, [CALLS[1], CALLS[5]])
+    assert problems == []
+    assert [status for status, _ in tap.answers] == [200, 200]
+    assert len(collector.received) == 1  # only the page view
+    assert [m["event"] for m in collector.received[0].json["batch"]] == ["$pageview"]
+
+
+async def test_an_unknown_key_is_refused_and_the_sdk_drops_the_batch(
+    gate: Sidecar, collector: Collector, tap: Tap
+) -> None:
+    errors: list[Exception] = []
+    client = Posthog("phc_unknown_key", host=tap.url, flush_at=100, flush_interval=60,
+                     max_retries=3, on_error=lambda e, batch: errors.append(e))  # fmt: skip
+    with sdk_problems("posthog") as problems:
+        await asyncio.to_thread(run, client, CALLS[:1])
+    assert collector.received == []
+    assert len(tap.received) == 1  # a 4xx: dropped, not retried
+    status = tap.answers[0][0]
+    assert 400 <= status < 500 and status not in (408, 429)
+    assert len(errors) == 1 and getattr(errors[0], "status", None) == status
+    assert [r.getMessage() for r in problems if r.levelname == "ERROR"]  # "error uploading: …"
