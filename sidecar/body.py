@@ -16,6 +16,7 @@ from sidecar.errors import Reason, Rejection
 from sidecar.jsoncodec import parse_json
 
 _JSON_TYPES = ("application/json", "text/plain", "")
+_FORM = "application/x-www-form-urlencoded"
 _CHUNK = 64 * 1024
 
 
@@ -89,9 +90,17 @@ def gunzip(data: bytes, limit: int) -> bytes:
     return out
 
 
-def check_content_type(content_type: str) -> None:
-    """Bodies are JSON sent as application/json (or +json) or text/plain (beacons)."""
+def check_content_type(content_type: str, form: bool = False) -> None:
+    """Bodies are JSON sent as application/json (or +json) or text/plain (beacons);
+    a `form` endpoint's (a declared dialect's `carrier.form`) are forms."""
     media = content_type.split(";", 1)[0].strip().lower()
+    if form:
+        if media != _FORM:
+            raise Rejection(
+                Reason.MALFORMED_PAYLOAD,
+                f"Content-Type {media!r} is not supported; send {_FORM}",
+            )
+        return
     if media not in _JSON_TYPES and not media.endswith("+json"):
         raise Rejection(
             Reason.MALFORMED_PAYLOAD,

@@ -22,7 +22,8 @@ from typing import Any
 
 import yaml
 
-from sidecar.dialects import BUILTIN, DEFAULT, Dialect, Router, Template
+from sidecar.dialects import DEFAULT, Dialect, Template
+from sidecar.dialects.catalog import available_dialects, router_for
 from sidecar.errors import ConfigError
 from sidecar.keys import KeySource, combine, jwks_file_keys, static_keys
 from sidecar.keys.fetch import check_ca
@@ -121,22 +122,24 @@ def compile_rules(
     """Compile a structurally valid document; every cross-field problem is reported."""
     problems: list[str] = []
     streams: list[Stream] = []
+    dialects = available_dialects(document.get("dialects", ()))
     for index, raw in enumerate(document["streams"]):
         try:
-            streams.append(_compile_stream(raw, f"streams[{index}]", reader))
+            streams.append(_compile_stream(raw, f"streams[{index}]", reader, dialects))
         except ConfigError as error:
             problems.extend(error.problems)
     problems.extend(_uniqueness_problems(document["streams"]))
     if problems:
         raise ConfigError(*problems)
+    router = router_for(dialects, (s.dialect for s in streams))
     return Rules(
         server=_compile_server(document.get("server", {}), reader),
         streams=tuple(streams),
         by_id=MappingProxyType({s.id: s for s in streams}),
         version=version,
         sources=(origin, *dict.fromkeys(reader.files)),
-        warnings=tuple(w for s in streams for w in lint(s, BUILTIN[s.dialect])),
-        router=Router(BUILTIN.values()),
+        warnings=tuple(w for s in streams for w in lint(s, dialects[s.dialect])),
+        router=router,
     )
 
 
@@ -198,7 +201,9 @@ def _uniqueness_problems(raw_streams: list[Mapping[str, Any]]) -> list[str]:
     return problems
 
 
-def _compile_stream(raw: Mapping[str, Any], path: str, reader: SourceReader) -> Stream:
+def _compile_stream(
+    raw: Mapping[str, Any], path: str, reader: SourceReader, dialects: Mapping[str, Dialect]
+) -> Stream:
     stream_type = StreamType(raw["type"])
     if stream_type is StreamType.PRIVATE and "jwt" in raw:
         raise ConfigError(f"{path}.jwt: only public streams take a `jwt` block")
@@ -206,7 +211,7 @@ def _compile_stream(raw: Mapping[str, Any], path: str, reader: SourceReader) -> 
         raise ConfigError(f"{path}.secrets: only private streams take `secrets`")
     if stream_type is StreamType.PRIVATE and "secrets" not in raw:
         raise ConfigError(f"{path}.secrets: a private stream needs at least one secret")
-    dialect = BUILTIN[raw.get("dialect", DEFAULT)]
+    dialect = _dialect(raw.get("dialect", DEFAULT), f"{path}.dialect", dialects)
     template = _template(dialect, raw.get("template"), f"{path}.template")
     cors = raw.get("cors")
     return Stream(
@@ -226,10 +231,18 @@ def _compile_stream(raw: Mapping[str, Any], path: str, reader: SourceReader) -> 
         else None,
         cors=Cors(frozenset(cors["allowed_origins"])) if cors else None,
         debug_headers=raw.get("debug_headers", False),
-        options=_options(dialect, raw, path),
+        options=_options(dialect, raw, path, dialects),
         forward_cookies=frozenset(raw.get("forward_cookies", ())),
         mode=Mode(raw.get("mode", Mode.ENFORCE.value)),
     )
+
+
+def _dialect(name: str, path: str, dialects: Mapping[str, Dialect]) -> Dialect:
+    """The dialect called `name`: built in, or declared under `dialects:`."""
+    if name not in dialects:
+        have = ", ".join(dialects)
+        raise ConfigError(f"{path}: {name!r} is no dialect; declare it under dialects: ({have})")
+    return dialects[name]
 
 
 def _template(dialect: Dialect, name: str | None, path: str) -> Template:
@@ -242,10 +255,12 @@ def _template(dialect: Dialect, name: str | None, path: str) -> Template:
     return dialect.templates[name]
 
 
-def _options(dialect: Dialect, raw: Mapping[str, Any], path: str) -> object:
+def _options(
+    dialect: Dialect, raw: Mapping[str, Any], path: str, dialects: Mapping[str, Dialect]
+) -> object:
     """The stream keys only its dialect takes, compiled by the dialect; another
     dialect's option is an error naming the field."""
-    for other in BUILTIN.values():
+    for other in dialects.values():
         for key in other.option_schemas.keys() - dialect.option_schemas.keys():
             if key in raw:
                 raise ConfigError(

@@ -43,7 +43,7 @@ def explain(
     }
     try:
         parsed = Body(body)
-        matched = _endpoint(rules, stream, endpoint, parsed.document())
+        matched = _endpoint(rules, stream, endpoint, parsed.document_or_none())
         report["endpoint"] = matched.name
         payload = matched.dialect.decode(matched, parsed, stream, rules.server.limits)
         principal = principal_for(stream, token, TokenVerifier())
@@ -76,7 +76,15 @@ def _applied(
         answered = {"outcome": "answered", "status": then.reply.status}
         return {**report, "request": answered, "forwarded_body": None}
     forwarded = {"outcome": "forwarded", "status": None}
-    return {**report, "request": forwarded, "forwarded_body": parse_json(then.body)}
+    return {**report, "request": forwarded, "forwarded_body": _shown(then.body)}
+
+
+def _shown(body: bytes) -> Any:
+    """The forwarded body as JSON, or as text when it is not JSON (a form body)."""
+    try:
+        return parse_json(body)
+    except Rejection:
+        return body.decode("utf-8", "replace")
 
 
 def _would(decision: Decision) -> dict[str, Any]:

@@ -139,7 +139,7 @@ class Pipeline:
         check_origin(stream, request)
         if stream.type is StreamType.PRIVATE:
             check_secret(stream, presented)
-        check_content_type(request.headers.get("Content-Type", ""))
+        check_content_type(request.headers.get("Content-Type", ""), endpoint.form)
         payload = endpoint.dialect.decode(endpoint, body, stream, rules.server.limits)
         exchange.commands = len(payload.commands)
         principal = await token_principal(stream, presented, self.verifier)

@@ -15,6 +15,7 @@ from collections.abc import Iterator, Mapping
 from typing import Any
 
 from sidecar.dialects import BUILTIN
+from sidecar.dialects.declared_schema import NAME_PATTERN, dialects_schema
 
 ALGORITHMS = (
     "HS256",
@@ -161,7 +162,7 @@ SCHEMA: dict[str, Any] = {
                     "name": {"type": "string", "pattern": STREAM_NAME_PATTERN},
                     "id": {"type": "string", "pattern": r"^[A-Za-z0-9._~:-]{1,200}$"},
                     "type": {"enum": ["public", "private"]},
-                    "dialect": {"enum": list(BUILTIN)},
+                    "dialect": {"type": "string", "pattern": NAME_PATTERN},
                     "template": {"enum": _TEMPLATE_NAMES},
                     "mode": {"enum": ["enforce", "monitor"]},
                     "debug_headers": {"type": "boolean"},
@@ -262,6 +263,7 @@ SCHEMA: dict[str, Any] = {
     "required": ["version", "server", "streams"],
     "additionalProperties": False,
 }
+SCHEMA["properties"]["dialects"] = dialects_schema(_TOKEN_PLACE, _PERMISSION_SET)
 
 _JSON_TYPES = {
     "object": "an object",
@@ -276,6 +278,11 @@ _JSON_TYPES = {
 def structural_errors(document: object) -> list[str]:
     """Every structural problem of `document`, each as 'path: message'."""
     return list(_check(document, SCHEMA, ""))
+
+
+def declaration_errors(raw: object, path: str) -> list[str]:
+    """Every structural problem of one `dialects:` item found at `path`."""
+    return list(_check(raw, SCHEMA["properties"]["dialects"]["items"], path))
 
 
 def _check(value: object, schema: Mapping[str, Any], path: str) -> Iterator[str]:

@@ -15,6 +15,7 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from sidecar.dialects.declared_docs import FIELDS as DIALECT_FIELDS
 from sidecar.schema import SCHEMA
 
 _NONE: Any = object()  # no default
@@ -152,7 +153,11 @@ _STREAM = {
         "`public` (the stream ID only, optional JWT) or `private` (the stream ID and a "
         "shared secret on every request)."
     ),
-    "streams[].dialect": Field("The collector's wire format.", "bloomreach"),
+    "streams[].dialect": Field(
+        "The collector's wire format: a built-in dialect (bloomreach, segment, braze, posthog, "
+        "amplitude, mixpanel, snowplow) or one declared under `dialects`.",
+        "bloomreach",
+    ),
     "streams[].template": Field(
         "A starting point the dialect defines, `public` or `private`: fills `customer_ids`, "
         "`event_types` and `customer_properties`; the stream's own lists override it name "
@@ -306,6 +311,7 @@ FIELDS: Mapping[str, Field] = {
     **_SERVER,
     **_STREAM,
     **_JWT,
+    **{path: Field(text) for path, text in DIALECT_FIELDS.items()},
 }
 
 

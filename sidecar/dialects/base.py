@@ -32,6 +32,7 @@ class Endpoint:
     name: str  # e.g. "customers/events"; a log field
     kind: Kind | None  # None for batch endpoints
     path_stream_id: str | None = None  # the stream ID carried in the path, if any
+    form: bool = False  # the body is a form (application/x-www-form-urlencoded), not JSON
 
     @property
     def is_batch(self) -> bool:

@@ -1,0 +1,146 @@
+"""A compiled wire-format declaration: what `declared_compile` builds and the
+`Declared` dialect reads per request. Frozen, built once per rules version."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from enum import StrEnum
+
+from sidecar.commands import Kind
+from sidecar.dialects.carriers import Embedded, Wrapping
+from sidecar.dialects.pointers import Pointer, SpellingTree
+
+
+class PlaceKind(StrEnum):
+    """Where a stream ID travels (SPEC §3.5)."""
+
+    HEADER = "header"
+    QUERY = "query"
+    PATH = "path"
+    BASIC = "basic"
+    BODY = "body"
+    COMMAND = "command"
+
+
+@dataclass(frozen=True, slots=True)
+class Place:
+    """One place of the stream ID: a header or query name, or a body/command pointer."""
+
+    kind: PlaceKind
+    name: str = ""
+    pointer: Pointer = ()
+
+
+class Layout(StrEnum):
+    """What a command source holds."""
+
+    ARRAY = "array"
+    OBJECT = "object"
+    EITHER = "either"
+
+
+@dataclass(frozen=True, slots=True)
+class IdSpec:
+    """A customer id: its pointer and id type; `document`: the pointer starts at the
+    document (an id of every command) instead of the command."""
+
+    pointer: Pointer
+    type: str
+    document: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Container:
+    """A property container: an object whose keys (an array whose strings) are names."""
+
+    pointer: Pointer
+    document: bool = False
+    exclude: frozenset[str] = frozenset()  # keys that are not properties
+    only: frozenset[str] | None = None  # the only keys that are properties
+    operators: frozenset[str] = frozenset()  # keys holding update operators (`$set`)
+
+
+@dataclass(frozen=True, slots=True)
+class EventType:
+    """Where a command's event type is: a fixed value, or the first pointer present;
+    `pattern`'s first group, when given, is the event type."""
+
+    pointers: tuple[Pointer, ...] = ()
+    value: str | None = None
+    pattern: re.Pattern[str] | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Read:
+    """A pointer the dialect reads, for the key-spelling tree: `container` when its
+    object's keys are names, `names` the field names read in that object."""
+
+    pointer: Pointer
+    container: bool = False
+    names: frozenset[str] = frozenset()
+    embedded: Embedded | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Case:
+    """How a command is read (a shape's own keys, or one discriminator case's over them)."""
+
+    kind: Kind
+    ids: tuple[IdSpec, ...]
+    event_type: EventType | None
+    event_properties: tuple[Container, ...]
+    customer_properties: tuple[Container, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Shape:
+    """One kind of command of a dialect."""
+
+    name: str
+    case: Case  # without a discriminator, or before one is applied
+    discriminator: Pointer | None
+    cases: Mapping[str, Case]  # discriminator value → case
+    otherwise: Case | None  # any other value (None: the command is malformed)
+    embedded: Mapping[Pointer, Embedded]  # members holding JSON strings
+    reads: tuple[Read, ...]  # every pointer a command of this shape is read through
+
+    def case_of(self, discriminator: object) -> Case | None:
+        """The case for a discriminator value (the shape's own without a discriminator)."""
+        if self.discriminator is None:
+            return self.case
+        found = self.cases.get(discriminator) if type(discriminator) is str else None
+        return found if found is not None else self.otherwise
+
+
+@dataclass(frozen=True, slots=True)
+class Source:
+    """Where an endpoint's commands are, and their shape."""
+
+    pointer: Pointer
+    shape: Shape
+    layout: Layout
+    tree: SpellingTree  # the shape's reads and the endpoint's per-command stream ID places
+
+
+@dataclass(frozen=True, slots=True)
+class Route:
+    """One compiled endpoint."""
+
+    name: str
+    path: str
+    pattern: re.Pattern[str] | None  # for a path with a `{stream_id}` segment
+    form: str | None  # the form field holding the document (None: the body is it)
+    wrapping: Wrapping  # base64 around the document
+    sources: tuple[Source, ...]
+    stream_id: tuple[Place, ...]
+    document_tree: SpellingTree  # the objects of the document read outside commands
+    document_embedded: Mapping[Pointer, Embedded]
+    document_ids: tuple[IdSpec, ...]  # ids (of every shape) that start at the document
+    document_containers: tuple[tuple[Container, bool], ...]  # (container, is customer)
+
+    @property
+    def single(self) -> bool:
+        """True when the body is exactly one command."""
+        return len(self.sources) == 1 and self.sources[0].layout is Layout.OBJECT
