@@ -10,13 +10,15 @@ re-sent batch shows up as extra requests).
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import contextlib
 import io
 import json
 import logging
 import threading
-from collections.abc import Iterator
+import time
+from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import parse_qs
@@ -25,7 +27,7 @@ import aiohttp
 from aiohttp import web
 from multidict import CIMultiDict
 
-from tests.harness import Received
+from tests.harness import Collector, Received, start_collector
 
 # Not relayed by the tap: hop-by-hop headers and the ones aiohttp computes itself.
 _HOP = {"host", "content-length", "transfer-encoding", "connection", "keep-alive"}
@@ -106,6 +108,24 @@ def b64decode(text: str, *, urlsafe: bool) -> bytes:
         return base64.urlsafe_b64decode(text.encode("ascii"))
     assert "-" not in text and "_" not in text, "not the standard alphabet"
     return base64.b64decode(text.encode("ascii"), validate=True)
+
+
+async def until(condition: Callable[[], object], seconds: float = 30) -> None:
+    """Wait for `condition` (set by an SDK's thread); the deadline only guards a hang."""
+    deadline = time.monotonic() + seconds
+    while not condition():
+        assert time.monotonic() < deadline, "the SDK did not get there in time"
+        await asyncio.sleep(0.02)
+
+
+@contextlib.asynccontextmanager
+async def late_collector(collector: Collector, port: int) -> AsyncIterator[None]:
+    """`collector` served on `port` for the block (the upstream comes back)."""
+    runner = await start_collector(collector, port)
+    try:
+        yield
+    finally:
+        await runner.cleanup()
 
 
 def live_threads() -> set[threading.Thread]:

@@ -18,8 +18,8 @@ from amplitude import Amplitude, BaseEvent, Config, EventOptions, Identify
 from amplitude.storage import InMemoryStorage, InMemoryStorageProvider
 
 from tests.conftest import StartSidecar
-from tests.harness import Collector, Sidecar
-from tests.sdks import Tap, live_threads, sdk_problems, without
+from tests.harness import Collector, Sidecar, free_port
+from tests.sdks import Tap, late_collector, live_threads, sdk_problems, without
 
 KEY = "amp_trackgate_sdk_test_key"
 
@@ -178,3 +178,35 @@ async def test_an_unknown_key_is_refused_and_the_sdk_drops_the_batch(
     assert answer["code"] == 400 and answer["error"].startswith("Invalid API key:")
     assert [r.getMessage() for r in problems] == ["Invalid API Key"]
     assert run.calls == []  # the SDK drops an invalid key's batch without a callback
+
+
+async def test_an_upstream_failure_is_retried_by_the_sdk_and_delivered_once(
+    make_sidecar: StartSidecar, tap: Tap
+) -> None:
+    """The collector is down: trackgate answers 5xx with a `code` the SDK reads as a
+    server failure, the SDK keeps the events queued; the collector is back: the next
+    flush delivers them once, with the success callback."""
+    port = free_port()
+    sidecar = await make_sidecar(streams=STREAMS, upstream=f"http://127.0.0.1:{port}")
+    tap.target = sidecar.url
+    run = Run(tap.url + "/2/httpapi")
+
+    def first_attempt() -> None:
+        run.client.track(events()[4])
+        for future in run.client.flush():
+            if future is not None:
+                future.result()
+
+    await asyncio.to_thread(first_attempt)
+    status, body = tap.answers[0]
+    assert status == 502 and json.loads(body)["code"] == 502
+    assert run.calls == [] and run.left_queued == 1  # kept for a retry, not dropped
+    back = Collector(body=COLLECTOR_ANSWER)
+    async with late_collector(back, port):
+        await asyncio.to_thread(run.send, [])
+    assert run.calls == [("page_view", 200, "Event sent successfully.")]
+    assert run.left_queued == 0 and len(back.received) == 1
+    assert back.received[0].json["events"] == tap.received[-1].json["events"]
+    assert [e["insert_id"] for e in back.received[0].json["events"]] == [
+        e["insert_id"] for e in tap.received[0].json["events"]
+    ]

@@ -21,8 +21,8 @@ import pytest
 from mixpanel import BufferedConsumer, Consumer, Mixpanel, MixpanelException
 
 from tests.conftest import StartSidecar
-from tests.harness import Collector, Sidecar
-from tests.sdks import Tap, form, sdk_problems, without
+from tests.harness import Collector, Sidecar, free_port
+from tests.sdks import Tap, form, late_collector, sdk_problems, without
 
 TOKEN = "mp_trackgate_sdk_test_token"
 IMPORT_TOKEN = "mp_trackgate_import_token"
@@ -187,3 +187,26 @@ async def test_import_with_a_wrong_secret_is_refused(
             api_secret="not-the-secret-0123456789",
         )  # fmt: skip
     assert collector.received == [] and len(tap.received) == 1
+
+
+async def test_an_upstream_failure_raises_and_the_kept_batch_is_delivered_once_later(
+    make_sidecar: StartSidecar, tap: Tap
+) -> None:
+    """mixpanel-python does not retry over http: the flush raises (nothing lost
+    silently) and the BufferedConsumer keeps the batch; the next flush, with the
+    collector back, delivers it once."""
+    port = free_port()
+    sidecar = await make_sidecar(
+        streams=STREAMS, upstream=f"http://127.0.0.1:{port}", env={"MP_SECRET": IMPORT_SECRET}
+    )
+    tap.target = sidecar.url
+    buffered = consumer(BufferedConsumer, tap.url)
+    mp = Mixpanel(TOKEN, consumer=buffered)
+    with pytest.raises(MixpanelException, match="upstream_unavailable"):
+        await asyncio.to_thread(run, mp, STEPS[2:3], buffered.flush)
+    assert tap.answers[0][0] == 502
+    back = Collector(body=b'{"status": 1, "error": null}')
+    async with late_collector(back, port):
+        await asyncio.to_thread(buffered.flush)
+    assert len(tap.received) == 2 and len(back.received) == 1
+    assert messages(back.received[0].body)[0] == messages(tap.received[0].body)[0]

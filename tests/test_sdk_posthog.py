@@ -19,8 +19,8 @@ import pytest
 from posthog import Posthog
 
 from tests.conftest import StartSidecar
-from tests.harness import Collector, Sidecar
-from tests.sdks import Tap, live_threads, sdk_problems, without
+from tests.harness import Collector, Sidecar, free_port
+from tests.sdks import Tap, late_collector, live_threads, sdk_problems, until, without
 
 KEY = "phc_trackgate_sdk_test_key"
 
@@ -156,3 +156,29 @@ async def test_an_unknown_key_is_refused_and_the_sdk_drops_the_batch(
     assert 400 <= status < 500 and status not in (408, 429)
     assert len(errors) == 1 and getattr(errors[0], "status", None) == status
     assert [r.getMessage() for r in problems if r.levelname == "ERROR"]  # "error uploading: …"
+
+
+async def test_an_upstream_failure_is_retried_by_the_sdk_and_delivered_once(
+    make_sidecar: StartSidecar, tap: Tap
+) -> None:
+    """The collector is down for the first attempt: trackgate answers 502, the SDK's
+    consumer retries (after `Retry-After`), the collector is back: delivered once."""
+    port = free_port()
+    sidecar = await make_sidecar(streams=STREAMS, upstream=f"http://127.0.0.1:{port}")
+    tap.target = sidecar.url
+    errors: list[Exception] = []
+    client = Posthog(KEY, host=tap.url, flush_at=100, flush_interval=60, max_retries=10,
+                     on_error=lambda e, batch: errors.append(e))  # fmt: skip
+    sending = asyncio.create_task(asyncio.to_thread(run, client, CALLS[:1]))
+    await until(lambda: tap.answers)
+    assert tap.answers[0][0] == 502
+    back = Collector(body=b'{"status": 1}')
+    async with late_collector(back, port):
+        await sending
+    assert errors == []
+    assert [status for status, _ in tap.answers][-1] == 200
+    assert {status for status, _ in tap.answers[:-1]} == {502}
+    assert len(back.received) == 1  # delivered once
+    assert [m["uuid"] for m in back.received[0].json["batch"]] == [
+        m["uuid"] for m in sent_document(tap)["batch"]
+    ]

@@ -30,8 +30,16 @@ from snowplow_tracker import (
 from snowplow_tracker.events import Event
 
 from tests.conftest import StartSidecar
-from tests.harness import Collector, Sidecar
-from tests.sdks import Tap, access_lines, b64decode, sdk_problems, without
+from tests.harness import Collector, Sidecar, free_port
+from tests.sdks import (
+    Tap,
+    access_lines,
+    b64decode,
+    late_collector,
+    sdk_problems,
+    until,
+    without,
+)
 
 APP = "sp-trackgate-app"
 
@@ -185,3 +193,23 @@ async def test_two_app_ids_in_one_batch_are_a_conflict(
     assert tap.answers[0][0] == 400
     assert [line["reason"] for line in access_lines(log_lines)] == ["stream_id_conflict"]
     assert len(run.failed) == 1 and not run.retrying
+
+
+async def test_an_upstream_failure_is_retried_by_the_tracker_and_delivered_once(
+    make_sidecar: StartSidecar, tap: Tap
+) -> None:
+    """The collector is down: trackgate answers 502 (a status the tracker retries), the
+    emitter's retry timer re-sends; the collector is back: delivered once."""
+    port = free_port()
+    sidecar = await make_sidecar(streams=STREAMS, upstream=f"http://127.0.0.1:{port}")
+    tap.target = sidecar.url
+    run = Run(tap, base64=True)
+    await asyncio.to_thread(run.send, events()[:1])
+    assert tap.answers[0][0] == 502 and len(run.failed) == 1 and run.ok == []
+    back = Collector(body=b"ok")
+    async with late_collector(back, port):
+        await until(lambda: run.ok)
+    assert run.ok == [1] and not run.retrying
+    assert len(back.received) == 1
+    eid = tap.received[0].json["data"][0]["eid"]
+    assert [e["eid"] for e in back.received[0].json["data"]] == [eid]
