@@ -79,8 +79,10 @@ class Run:
         self.calls: list[tuple[str, int, str | None]] = []
         self.kept = KeptStorage()
         self.threads = live_threads()
+        # min_id_length is sent as the request's "options", which must survive
         config = Config(server_url=url, flush_queue_size=batch, flush_interval_millis=60_000,
-                        callback=self.callback, storage_provider=self.kept)  # fmt: skip
+                        callback=self.callback, storage_provider=self.kept,
+                        min_id_length=5)  # fmt: skip
         self.client = Amplitude(key, config)
 
     def callback(self, event: BaseEvent, code: int, message: str | None) -> None:
@@ -142,6 +144,7 @@ async def test_a_batch_from_amplitude_analytics(
     assert run.left_queued == 0  # nothing re-queued for a retry
     assert len(tap.received) == 1 and tap.received[0].path_qs == path
     sent = tap.received[0].json
+    assert sent["options"] == {"min_id_length": 5}
     assert len(collector.received) == 1
     forwarded = collector.received[0]
     assert forwarded.path_qs == path

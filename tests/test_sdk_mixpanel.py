@@ -144,6 +144,7 @@ async def test_one_request_per_call_and_a_fully_rejected_one_is_a_success(
     sent = [messages(r.body)[0][0] for r in tap.received]
     received = [messages(r.body)[0][0] for r in collector.received]
     assert received == [expected_event(sent[0]), sent[2], expected_update(sent[3])]
+    assert collector.received[1].body == tap.received[2].body  # unmodified: byte for byte
 
 
 async def test_an_unknown_token_raises_in_the_sdk_and_nothing_is_forwarded(

@@ -142,6 +142,41 @@ async def test_every_command_rejected_is_a_success_for_the_sdk(
     assert [m["event"] for m in collector.received[0].json["batch"]] == ["$pageview"]
 
 
+async def test_an_alias_is_judged_by_both_its_ids(
+    make_sidecar: StartSidecar, collector: Collector, tap: Tap
+) -> None:
+    """`alias()` sends `$create_alias` with the previous id as `distinct_id` and the new
+    one in `properties.alias` (an id too): forwarded when both id types are allowed,
+    stripped when the new one is denied (it would travel unjudged otherwise)."""
+    collector.body = b'{"status": 1}'
+    streams = STREAMS.replace("allow: [product_viewed, $pageview]", "allow: [$create_alias]")
+    sidecar = await make_sidecar(
+        streams=streams.replace("deny: [anon_distinct_id]", "deny: [x]").replace(
+            "[distinct_id]", "[distinct_id, alias]"
+        )
+    )
+    tap.target = sidecar.url
+    client = Posthog(KEY, host=tap.url, sync_mode=True)
+    alias: Call = ("alias", ("anon-7", "user-1"), {})
+    with sdk_problems("posthog") as problems:
+        await asyncio.to_thread(run, client, [alias])
+    assert problems == [] and len(collector.received) == 1
+    assert collector.received[0].body == tap.received[0].body  # unchanged: as sent, byte for byte
+
+    denied = await make_sidecar(
+        streams=streams.replace("deny: [anon_distinct_id]", "deny: [alias]")
+    )
+    tap.target = denied.url
+    with sdk_problems("posthog") as problems:
+        await asyncio.to_thread(run, Posthog(KEY, host=tap.url, sync_mode=True), [alias])
+    assert problems == [] and tap.answers[-1][0] == 200  # the SDK sees success
+    assert len(collector.received) == 2  # the denied new id stripped, the rest forwarded
+    sent = sent_document(tap, -1)
+    message = sent["batch"][0]
+    message["properties"] = without(message["properties"], "alias")
+    assert collector.received[1].json == sent
+
+
 async def test_an_unknown_key_is_refused_and_the_sdk_drops_the_batch(
     gate: Sidecar, collector: Collector, tap: Tap
 ) -> None:

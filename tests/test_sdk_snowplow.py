@@ -63,7 +63,9 @@ LABEL = "grüße ☃ ÿÿÿ ~~~ ??? >>>"
 
 def events() -> list[Event]:
     return [
-        PageView(page_url="https://shop.example.com/p?x=1&y=ü", page_title="Shop ÿ"),
+        PageView(page_url="https://shop.example.com/p?x=1&y=ü", page_title="Shop ÿ", context=[
+            SelfDescribingJson("iglu:com.acme/build/jsonschema/1-0-0", {"release": "1.2 ÿ"}),
+        ]),  # a context (`cx` / `co`): not judged, forwarded as sent
         StructuredEvent("shop", "add-to-basket", label="sku-1", property_="size", value=2.5),
         SelfDescribing(SelfDescribingJson("iglu:com.acme/product_viewed/jsonschema/1-0-0", {
             "sku": "X-1", "price": 12.5, "card_number": "4111111111111111", "label": LABEL,
