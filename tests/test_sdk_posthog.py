@@ -41,6 +41,7 @@ CALLS: list[Call] = [
     ("capture", ("product_viewed",), {"distinct_id": "user-1", "properties": {
         "sku": "X-1", "price": 12.5, "qty": 3, "card_number": "4111111111111111",
         "label": "grüße ☃", "tags": ["a", "b"], "nested": {"card_number": "kept: not top level"},
+        "$set_once": {"plan": "trial", "email": "ada@example.com"},  # person properties on an event
     }}),
     ("capture", ("debug_event",), {"distinct_id": "user-1", "properties": {"x": 1}}),
     ("set", (), {"distinct_id": "user-1", "properties": {"name": "Ada", "email": "ada@example.com"}}),
