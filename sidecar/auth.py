@@ -24,7 +24,7 @@ from multidict import CIMultiDictProxy
 from sidecar import cookies
 from sidecar.credentials import INVALID, basic_credentials
 from sidecar.errors import Reason, Rejection
-from sidecar.rules import Enforcement, SharedSecret, Stream, StreamType, TokenPlace
+from sidecar.rules import Enforcement, SecretPlace, SharedSecret, Stream, StreamType, TokenPlace
 from sidecar.tokens import KeyMiss, TokenVerifier
 
 SECRET_HEADER = "X-Stream-Secret"
@@ -64,15 +64,19 @@ class Credentials:
     consumed: frozenset[str]  # lower-case names of credential headers never forwarded
 
 
-def credentials(stream: Stream, headers: CIMultiDictProxy[str]) -> Credentials:
-    """The credentials the request presents to `stream`."""
+def credentials(
+    stream: Stream, headers: CIMultiDictProxy[str], secret_from: tuple[SecretPlace, ...] = ()
+) -> Credentials:
+    """The credentials the request presents to `stream`; a private stream's secret at
+    `secret_from` (the endpoint's places; empty: SPEC §5.1's)."""
     places = stream.jwt.token_from if stream.jwt is not None else ()
     if stream.enforcement is Enforcement.OFF:
         places = ()  # tokens are not read (still consumed)
+    private = stream.type is StreamType.PRIVATE
     return Credentials(
-        secrets=presented_secrets(headers) if stream.type is StreamType.PRIVATE else (),
+        secrets=presented_secrets(headers, secret_from) if private else (),
         tokens=frozenset(token for place in places for token in _tokens_at(place, headers)),
-        consumed=consumed_headers(stream),
+        consumed=consumed_headers(stream, secret_from),
     )
 
 
@@ -147,16 +151,27 @@ def check_secret(stream: Stream, presented: Credentials) -> None:
         )
 
 
-def presented_secrets(headers: CIMultiDictProxy[str]) -> tuple[bytes, ...]:
-    """Every secret the request carries: `X-Stream-Secret` values and the Basic password.
-    A Basic header with an empty password (Segment's `writeKey:`) presents no secret;
-    undecodable Basic credentials present an invalid one."""
-    found = [value.encode() for value in headers.getall(SECRET_HEADER, ())]
-    basic = basic_credentials(headers.get("Authorization", ""))
-    if basic is INVALID:
-        found.append(b"")  # matches nothing: secret_invalid
-    elif basic is not None and basic.password:
-        found.append(basic.password)
+DEFAULT_SECRET_FROM = (SecretPlace(header=SECRET_HEADER), SecretPlace(basic="password"))
+
+
+def presented_secrets(
+    headers: CIMultiDictProxy[str], places: tuple[SecretPlace, ...] = ()
+) -> tuple[bytes, ...]:
+    """Every secret the request carries at `places` (default: `X-Stream-Secret` values
+    and the Basic password). An empty Basic part (Segment's `writeKey:`) presents no
+    secret; undecodable Basic credentials present an invalid one."""
+    found: list[bytes] = []
+    for place in places or DEFAULT_SECRET_FROM:
+        if place.header is not None:
+            found.extend(value.encode() for value in headers.getall(place.header, ()))
+            continue
+        basic = basic_credentials(headers.get("Authorization", ""))
+        if basic is INVALID:
+            found.append(b"")  # matches nothing: secret_invalid
+        elif basic is not None:
+            part = basic.password if place.basic == "password" else basic.user.encode()
+            if part:
+                found.append(part)
     return tuple(found)
 
 
@@ -169,18 +184,21 @@ def matches(secrets: tuple[SharedSecret, ...], presented: bytes) -> bool:
     return found and bool(presented)
 
 
-def consumed_headers(stream: Stream) -> frozenset[str]:
+def consumed_headers(stream: Stream, secret_from: tuple[SecretPlace, ...] = ()) -> frozenset[str]:
     """Credential headers the sidecar consumed for `stream`: never forwarded. (Token
     cookies are consumed from the forwarded `Cookie` header: `sidechannels`.)"""
     places = stream.jwt.token_from if stream.jwt is not None else ()
-    return _consumed(stream.type is StreamType.PRIVATE, places)
+    return _consumed(stream.type is StreamType.PRIVATE, places, secret_from)
 
 
 @functools.lru_cache(maxsize=256)
-def _consumed(private: bool, places: tuple[TokenPlace, ...]) -> frozenset[str]:
+def _consumed(
+    private: bool, places: tuple[TokenPlace, ...], secret_from: tuple[SecretPlace, ...]
+) -> frozenset[str]:
     """Built once per distinct configuration, not per request."""
     names = {SECRET_HEADER.lower()}
     if private:
         names.add("authorization")
+        names.update(p.header.lower() for p in secret_from if p.header is not None)
     names.update(place.header.lower() for place in places if place.header is not None)
     return frozenset(names)

@@ -135,7 +135,7 @@ class Pipeline:
         continue_if_expected(request, rules.server.max_body_bytes)
         body = await read_body(request, rules.server.max_body_bytes)
         stream = exchange.stream = find_stream(rules, endpoint, request, body)
-        presented = credentials(stream, request.headers)
+        presented = credentials(stream, request.headers, endpoint.secret_from)
         check_origin(stream, request)
         if stream.type is StreamType.PRIVATE:
             check_secret(stream, presented)

@@ -129,6 +129,16 @@ BEARER = TokenPlace(header="Authorization", scheme="Bearer")
 
 
 @dataclass(frozen=True, slots=True)
+class SecretPlace:
+    """One place a private stream's secret may travel: a header, or a part of
+    `Authorization: Basic` (`basic` is "user" or "password"). SPEC §5.1's places
+    (the Basic password, `X-Stream-Secret`) unless a declared dialect names others."""
+
+    header: str | None = None
+    basic: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class JwtSettings:
     """JWT validation settings of a public stream."""
 

@@ -26,5 +26,5 @@ def test_the_benchmark_workloads_run_through_the_real_pipeline() -> None:
     )
     assert done.returncode == 0, done.stderr
     costs = dict(re.findall(r"^\s+(\w)\s+([\d.]+) µs", done.stdout, re.MULTILINE))
-    assert sorted(costs) == ["a", "b", "c", "d"], done.stdout
+    assert sorted(costs) == ["a", "b", "c", "d", "e"], done.stdout
     assert all(float(cost) > 0 for cost in costs.values()), done.stdout

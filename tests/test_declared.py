@@ -523,3 +523,23 @@ def _decode(rules: Rules, path: str, body: Any, stream: str = "lab") -> Any:
     return endpoint.dialect.decode(
         endpoint, Body(json.dumps(body).encode()), found, rules.server.limits
     )
+
+
+@pytest.mark.parametrize(
+    ("unset", "reason", "message"),
+    [
+        (["plan", "Plan"], "malformed_payload", "events[0].traits.$unset: keys 0 and 1 fold alike"),
+        (
+            [f"p{i}" for i in range(1001)],
+            "payload_too_large",
+            "events[0].traits.$unset: more than 1000 names",
+        ),
+    ],
+)
+def test_a_name_array_is_guarded_like_a_container(
+    rules: Rules, unset: list[str], reason: str, message: str
+) -> None:
+    body = {"events": [{"name": "view", "anon": "a", "traits": {"$unset": unset}}]}
+    report = judge(rules, "/lab/batch", body)
+    assert report["request"]["reason"] == reason
+    assert report["request"]["message"].startswith(message)

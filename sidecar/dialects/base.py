@@ -21,7 +21,7 @@ from sidecar.body import Body
 from sidecar.commands import Command, Kind, Verdict
 from sidecar.errors import Rejection
 from sidecar.reply import Reply
-from sidecar.rules import EdgeLimits, Stream, TokenPlace
+from sidecar.rules import EdgeLimits, SecretPlace, Stream, TokenPlace
 
 
 @dataclass(frozen=True, slots=True)
@@ -33,6 +33,7 @@ class Endpoint:
     kind: Kind | None  # None for batch endpoints
     path_stream_id: str | None = None  # the stream ID carried in the path, if any
     form: bool = False  # the body is a form (application/x-www-form-urlencoded), not JSON
+    secret_from: tuple[SecretPlace, ...] = ()  # where a private stream's secret travels (() §5.1's)
 
     @property
     def is_batch(self) -> bool:

@@ -31,6 +31,7 @@ from sidecar.dialects.declared_compile import Compiled
 from sidecar.dialects.declared_model import Layout, PlaceKind, Route, Source
 from sidecar.dialects.declared_read import (
     DocumentView,
+    Plan,
     read_command,
     rewrite_command,
     without_names,
@@ -100,7 +101,14 @@ class Declared:
 
     def _endpoint(self, route: Route, stream_id: str | None) -> Endpoint:
         kind = route.sources[0].shape.case.kind if route.single else None
-        return Endpoint(self, route.name, kind, stream_id, form=route.form is not None)
+        return Endpoint(
+            self,
+            route.name,
+            kind,
+            stream_id,
+            form=route.form is not None,
+            secret_from=route.secret_from,
+        )
 
     def compile_options(self, raw: Mapping[str, Any], path: str) -> None:
         """No stream options of its own."""
@@ -122,6 +130,7 @@ class Declared:
         (also for a query key spelled like the declared one)."""
         route = self._by_name[endpoint.name]
         found: set[str] = set()
+        in_body = False
         for place in route.stream_id:
             if place.kind is PlaceKind.HEADER:
                 found.update(request.headers.getall(place.name, ()))
@@ -134,8 +143,9 @@ class Declared:
                 basic = basic_credentials(request.headers.get("Authorization", ""))
                 if basic is not None:
                     found.add(basic.user)
-            elif place.kind in (PlaceKind.BODY, PlaceKind.COMMAND):
-                found.update(_body_ids(route, place.kind, place.pointer, self._opened(route, body)))
+            elif place.kind in (PlaceKind.BODY, PlaceKind.COMMAND) and not in_body:
+                in_body = True  # every body place at once, in one pass
+                found.update(_body_ids(route, self._opened(route, body)))
         found.discard("")
         if len(found) > 1:
             raise Rejection(Reason.STREAM_ID_CONFLICT, "the request names more than one stream ID")
@@ -278,18 +288,22 @@ def _within(problem: KeyProblem, source: Source, index: int, single: bool) -> Ke
     return problem.within(f"{where}[{index}]" if where else f"[{index}]")
 
 
-def _body_ids(route: Route, kind: PlaceKind, pointer: Any, document: Any) -> list[str]:
-    """Stream IDs at a body pointer, or at a pointer of every command."""
+def _body_ids(route: Route, document: Any) -> set[str]:
+    """Stream IDs at the route's body pointers and at its pointers of every command
+    (one pass over the commands, whatever the number of pointers)."""
     if document is None:
-        return []
-    if kind is PlaceKind.BODY:
-        values = [resolve(document, pointer)]
-    else:
-        values = []
+        return set()
+    values = [resolve(document, p.pointer) for p in route.stream_id if p.kind is PlaceKind.BODY]
+    pointers = [p.pointer for p in route.stream_id if p.kind is PlaceKind.COMMAND]
+    heads = [p[0] for p in pointers if len(p) == 1]  # a dict lookup each
+    deeper = [p for p in pointers if len(p) != 1]
+    if pointers:
         for _, found in _sources(route, document):
-            items = found if type(found) is list else [found]
-            values.extend(resolve(item, pointer) for item in items)
-    return [str(value) for value in values if type(value) is str or type(value) is int]
+            for item in found if type(found) is list else [found]:
+                if type(item) is dict:
+                    values.extend(map(item.get, heads))
+                    values.extend(resolve(item, pointer) for pointer in deeper)
+    return {str(value) for value in values if type(value) is str or type(value) is int}
 
 
 def _rewrite_group(
@@ -301,13 +315,16 @@ def _rewrite_group(
         strict=True,
     )
     shape, pointer = group.source.shape, group.source.pointer
+    plans: dict[tuple[int, int], Plan] = {}
     if group.single:
         item, verdict = next(judged)
-        if not verdict.forwarded:
-            return edit(document, pointer[:-1], _drop_member(pointer[-1]), {})
-        new = rewrite_command(shape, item, verdict)
+        if not verdict.forwarded:  # (a whole-document command is never dropped: answered)
+            return (
+                edit(document, pointer[:-1], _drop_member(pointer[-1]), {}) if pointer else document
+            )
+        new = rewrite_command(shape, item, verdict, plans)
         return document if new is item else edit(document, pointer, lambda _: new, {})
-    kept = [rewrite_command(shape, item, v) for item, v in judged if v.forwarded]
+    kept = [rewrite_command(shape, item, v, plans) for item, v in judged if v.forwarded]
     return edit(document, pointer, lambda _: kept, {})
 
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from types import MappingProxyType
 from typing import Any
 
@@ -36,7 +36,7 @@ from sidecar.dialects.declared_model import (
 )
 from sidecar.dialects.pointers import Pointer, SpellingTree, TreeBuilder, parse_pointer
 from sidecar.errors import ConfigError, Reason
-from sidecar.rules import BEARER, TokenPlace
+from sidecar.rules import BEARER, SecretPlace, TokenPlace
 
 _STREAM_SEGMENT = "{stream_id}"
 
@@ -69,8 +69,9 @@ def compile_declaration(raw: Mapping[str, Any], path: str) -> Compiled:
             f"{path}.anonymous_id: {raw['anonymous_id']!r} is not an id type of the shapes ({have})"
         )
     places = _places(raw["stream_id"], f"{path}.stream_id")
+    secrets = _secret_places(raw.get("secret_from", ()))
     routes = tuple(
-        _route(item, f"{path}.endpoints[{i}]", shapes, places)
+        _route(item, f"{path}.endpoints[{i}]", shapes, places, secrets)
         for i, item in enumerate(raw["endpoints"])
     )
     _unique([r.name for r in routes], f"{path}.endpoints", "name")
@@ -100,6 +101,10 @@ def _token_places(raw: Sequence[Mapping[str, str]] | None) -> tuple[TokenPlace, 
     if raw is None:
         return (BEARER,)
     return tuple(TokenPlace(p.get("header"), p.get("scheme"), p.get("cookie")) for p in raw)
+
+
+def _secret_places(raw: Sequence[Mapping[str, str]]) -> tuple[SecretPlace, ...]:
+    return tuple(SecretPlace(item.get("header"), item.get("basic")) for item in raw)
 
 
 def _places(raw: Sequence[Mapping[str, str]], path: str) -> tuple[Place, ...]:
@@ -143,21 +148,48 @@ def _shape(raw: Mapping[str, Any], path: str) -> Shape:
     otherwise = _case(raw["otherwise"], base, f"{path}.otherwise") if "otherwise" in raw else None
     if discriminator is None:
         _check_event_type(base, path)
-    reads = _command_reads(
-        [base, *cases.values(), *filter(None, [otherwise])],
-        parse_pointer(discriminator) if discriminator is not None else None,
-        embedded,
-    )
-    _tree(reads, path)  # names that fold alike fail here, at the shape's path
+    chooser = parse_pointer(discriminator) if discriminator is not None else None
+    reads = _command_reads([base, *cases.values(), *filter(None, [otherwise])], chooser, embedded)
+    slots: dict[Pointer, int] = {}
+    for read in reads:
+        slots.setdefault(read.pointer, len(slots))
+    _tree(reads, path, slots)  # names that fold alike fail here, at the shape's path
+    slotted: dict[int, Case] = {}  # one slotted copy per case (cases share objects)
     return Shape(
         name=raw["name"],
-        case=base,
-        discriminator=parse_pointer(discriminator) if discriminator is not None else None,
-        cases=MappingProxyType(cases),
-        otherwise=otherwise,
+        case=_slotted(base, slots, slotted),
+        discriminator=chooser,
+        cases=MappingProxyType({v: _slotted(c, slots, slotted) for v, c in cases.items()}),
+        otherwise=_slotted(otherwise, slots, slotted) if otherwise is not None else None,
         embedded=MappingProxyType(embedded),
         reads=reads,
+        slots=MappingProxyType(slots),
+        discriminator_slot=slots[chooser] if chooser is not None else -1,
+        root_slot=slots.get((), -1),
     )
+
+
+def _slotted(case: Case, slots: Mapping[Pointer, int], done: dict[int, Case]) -> Case:
+    """`case` with the slot of each command-level pointer it reads."""
+    if id(case) in done:
+        return done[id(case)]
+    event_type = case.event_type
+    if event_type is not None:
+        event_type = replace(event_type, slots=tuple(slots[p] for p in event_type.pointers))
+    found = done[id(case)] = replace(
+        case,
+        ids=tuple(s if s.document else replace(s, slot=slots[s.pointer]) for s in case.ids),
+        event_type=event_type,
+        event_properties=_slotted_containers(case.event_properties, slots),
+        customer_properties=_slotted_containers(case.customer_properties, slots),
+    )
+    return found
+
+
+def _slotted_containers(
+    containers: tuple[Container, ...], slots: Mapping[Pointer, int]
+) -> tuple[Container, ...]:
+    return tuple(c if c.document else replace(c, slot=slots[c.pointer]) for c in containers)
 
 
 def _case(raw: Mapping[str, Any], base: Case | None, path: str) -> Case:
@@ -244,10 +276,16 @@ def _container_reads(container: Container) -> list[Read]:
     return reads
 
 
-def _tree(reads: Sequence[Read], path: str) -> SpellingTree:
+def _tree(reads: Sequence[Read], path: str, slots: Mapping[Pointer, int]) -> SpellingTree:
     tree = TreeBuilder()
     for read in reads:
-        tree.add(read.pointer, container=read.container, names=read.names, embedded=read.embedded)
+        tree.add(
+            read.pointer,
+            container=read.container,
+            names=read.names,
+            embedded=read.embedded,
+            slot=slots.get(read.pointer, -1),
+        )
     return tree.build(path)
 
 
@@ -255,7 +293,11 @@ def _tree(reads: Sequence[Read], path: str) -> SpellingTree:
 
 
 def _route(
-    raw: Mapping[str, Any], path: str, shapes: Mapping[str, Shape], places: tuple[Place, ...]
+    raw: Mapping[str, Any],
+    path: str,
+    shapes: Mapping[str, Shape],
+    places: tuple[Place, ...],
+    secrets: tuple[SecretPlace, ...],
 ) -> Route:
     segments = raw["path"].split("/")
     if segments.count(_STREAM_SEGMENT) > 1:
@@ -289,6 +331,7 @@ def _route(
         wrapping=_wrapping(carrier),
         sources=sources,
         stream_id=places,
+        secret_from=_secret_places(raw["secret_from"]) if "secret_from" in raw else secrets,
         **document,
     )
 
@@ -304,7 +347,7 @@ def _source(
         parse_pointer(raw["pointer"]),
         shape,
         Layout(raw.get("as", "array")),
-        _tree([*shape.reads, *per_command], path),
+        _tree([*shape.reads, *per_command], path, shape.slots),
     )
 
 
@@ -330,7 +373,7 @@ def _document_parts(
     for container, _ in containers:
         reads.extend(_container_reads(container))
     return {
-        "document_tree": _tree(reads, path),
+        "document_tree": _tree(reads, path, {}),
         "document_embedded": MappingProxyType({}),
         "document_ids": tuple(ids),
         "document_containers": tuple(containers),

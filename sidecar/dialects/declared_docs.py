@@ -80,6 +80,10 @@ _FIELDS = {
     ".name": "The dialect's name; not a built-in one's.",
     ".anonymous_id": "The id type its web SDKs track anonymous visitors by (a lint).",
     **_places(".stream_id", "Where the stream ID travels, in order; all values must agree."),
+    ".secret_from": "Where a private stream's secret travels, instead of the Basic password "
+    "and `X-Stream-Secret`.",
+    ".secret_from[].header": "A header holding the secret.",
+    ".secret_from[].basic": "`user` or `password` of `Authorization: Basic`.",
     ".token_from": "Where a JWT travels for its streams without `jwt.token_from` "
     "(default `Authorization: Bearer`).",
     ".token_from[].header": "A header holding the token.",
@@ -98,6 +102,9 @@ _FIELDS = {
     ".endpoints[].commands[].shape": "The shape of these commands.",
     ".endpoints[].commands[].as": "`array` (default), `object` (one command) or `either`.",
     **_places(".endpoints[].stream_id", "This endpoint's stream ID places instead."),
+    ".endpoints[].secret_from": "This endpoint's secret places instead.",
+    ".endpoints[].secret_from[].header": "A header holding the secret.",
+    ".endpoints[].secret_from[].basic": "`user` or `password` of `Authorization: Basic`.",
     ".shapes": "The kinds of command, each read by JSON pointers.",
     ".shapes[].name": "The shape's name.",
     **_case(".shapes[]"),

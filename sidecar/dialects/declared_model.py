@@ -5,12 +5,13 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import StrEnum
 
 from sidecar.commands import Kind
 from sidecar.dialects.carriers import Embedded, Wrapping
 from sidecar.dialects.pointers import Pointer, SpellingTree
+from sidecar.rules import SecretPlace
 
 
 class PlaceKind(StrEnum):
@@ -49,6 +50,11 @@ class IdSpec:
     pointer: Pointer
     type: str
     document: bool = False
+    slot: int = -1  # where a command's reading walk puts its value (`Shape.slots`)
+    head: str | None = field(init=False)  # the one name of a one-name pointer (a fast path)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "head", self.pointer[0] if len(self.pointer) == 1 else None)
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,6 +66,14 @@ class Container:
     exclude: frozenset[str] = frozenset()  # keys that are not properties
     only: frozenset[str] | None = None  # the only keys that are properties
     operators: frozenset[str] = frozenset()  # keys holding update operators (`$set`)
+    slot: int = -1  # where a command's reading walk puts its value (`Shape.slots`)
+    plain: bool = field(init=False)  # every key is a name (no exclude, only, operators)
+    head: str | None = field(init=False)  # the one name of a one-name pointer (a fast path)
+
+    def __post_init__(self) -> None:
+        plain = not self.operators and not self.exclude and self.only is None
+        object.__setattr__(self, "plain", plain)
+        object.__setattr__(self, "head", self.pointer[0] if len(self.pointer) == 1 else None)
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,6 +84,7 @@ class EventType:
     pointers: tuple[Pointer, ...] = ()
     value: str | None = None
     pattern: re.Pattern[str] | None = None
+    slots: tuple[int, ...] = ()  # the pointers' slots, in order
 
 
 @dataclass(frozen=True, slots=True)
@@ -105,6 +120,11 @@ class Shape:
     otherwise: Case | None  # any other value (None: the command is malformed)
     embedded: Mapping[Pointer, Embedded]  # members holding JSON strings
     reads: tuple[Read, ...]  # every pointer a command of this shape is read through
+    # Each pointer read has a slot: the spelling walk fills a list with the values
+    # found, so a command's ids, event type and containers cost an index each.
+    slots: Mapping[Pointer, int]
+    discriminator_slot: int = -1
+    root_slot: int = -1  # the slot of pointer "" (a container of the command itself)
 
     def case_of(self, discriminator: object) -> Case | None:
         """The case for a discriminator value (the shape's own without a discriminator)."""
@@ -135,6 +155,7 @@ class Route:
     wrapping: Wrapping  # base64 around the document
     sources: tuple[Source, ...]
     stream_id: tuple[Place, ...]
+    secret_from: tuple[SecretPlace, ...]  # () : SPEC §5.1's places
     document_tree: SpellingTree  # the objects of the document read outside commands
     document_embedded: Mapping[Pointer, Embedded]
     document_ids: tuple[IdSpec, ...]  # ids (of every shape) that start at the document

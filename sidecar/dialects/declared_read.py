@@ -18,7 +18,7 @@ from typing import Any
 
 from sidecar.commands import Command, Kind, Verdict
 from sidecar.dialects.declared_model import Case, Container, EventType, IdSpec, Shape, Source
-from sidecar.dialects.pointers import Opened, edit, resolve, show
+from sidecar.dialects.pointers import Opened, Pointer, edit, resolve, show
 from sidecar.errors import Rejection
 from sidecar.rules import SetName
 from sidecar.spelling import KeyProblem
@@ -62,25 +62,27 @@ class DocumentView:
 
 
 def read_command(source: Source, item: Any, view: DocumentView, max_names: int) -> Command:
-    """One command of `source`'s shape. Rejects (KeyProblem): a look-alike key, too
-    many names."""
+    """One command of `source`'s shape: one walk over the objects the shape reads (the
+    key-spelling guard, and the values at its pointers into slots), then lookups.
+    Rejects (KeyProblem): a look-alike key, too many names."""
     shape = source.shape
     if type(item) is not dict:
         return Command(shape.case.kind, malformed="a command must be a JSON object")
-    opened = Opened(shape.embedded)
+    values: list[Any] = [None] * len(shape.slots)
+    if shape.root_slot >= 0:
+        values[shape.root_slot] = item
     try:
-        source.tree.check(item, "", max_names, opened)
-        case = _case(shape, item, opened)
+        opened = Opened(shape.embedded) if shape.embedded else None
+        source.tree.check(item, "", max_names, opened, values=values)
+        case = _case_of(shape, values)
         if case.kind is Kind.PASSTHROUGH:
             return PASSTHROUGH
         return Command(
             case.kind,
-            customer_ids=_ids(case, item, opened, view),
-            event_type=_event_type(case.event_type, item, opened)
-            if case.kind is Kind.EVENT
-            else None,
-            customer_properties=_names(case.customer_properties, item, opened, view),
-            event_properties=_names(case.event_properties, item, opened, view),
+            customer_ids=_ids(case, values, view),
+            event_type=_event_type(case.event_type, values) if case.kind is Kind.EVENT else None,
+            customer_properties=_names(case.customer_properties, values, view),
+            event_properties=_names(case.event_properties, values, view),
         )
     except KeyProblem:
         raise
@@ -89,7 +91,17 @@ def read_command(source: Source, item: Any, view: DocumentView, max_names: int) 
         return Command(shape.case.kind, malformed=message)
 
 
-def _case(shape: Shape, item: Mapping[str, Any], opened: Opened) -> Case:
+def _case_of(shape: Shape, values: list[Any]) -> Case:
+    if shape.discriminator is None:
+        return shape.case
+    case = shape.case_of(values[shape.discriminator_slot])
+    if case is None:
+        raise Malformed(f"{show(shape.discriminator)} is none of the declared cases")
+    return case
+
+
+def _case(shape: Shape, item: Mapping[str, Any], opened: Opened | None) -> Case:
+    """The case of a command (for the rewrite: its pointers say what to strip)."""
     if shape.discriminator is None:
         return shape.case
     value = resolve(item, shape.discriminator, opened)
@@ -110,15 +122,10 @@ def _id_value(spec: IdSpec, value: object) -> object:
     raise Malformed(f"{show(spec.pointer)} must be a string")
 
 
-def _ids(
-    case: Case, item: Mapping[str, Any], opened: Opened, view: DocumentView
-) -> dict[str, object]:
+def _ids(case: Case, values: list[Any], view: DocumentView) -> dict[str, object]:
     ids: dict[str, object] = {}
     for spec in case.ids:
-        if spec.document:
-            value = view.id_value(spec)
-        else:
-            value = _id_value(spec, resolve(item, spec.pointer, opened))
+        value = view.id_value(spec) if spec.document else _id_value(spec, values[spec.slot])
         if value is None:
             continue
         if ids.setdefault(spec.type, value) != value:
@@ -126,12 +133,12 @@ def _ids(
     return ids
 
 
-def _event_type(spec: EventType | None, item: Mapping[str, Any], opened: Opened) -> str:
+def _event_type(spec: EventType | None, values: list[Any]) -> str:
     if spec is None:
         raise Malformed("the command has no event type")
     value: object = spec.value
-    for pointer in spec.pointers:
-        value = resolve(item, pointer, opened)
+    for slot in spec.slots:
+        value = values[slot]
         if value is not None:
             break
     if type(value) is not str or not value:
@@ -145,17 +152,20 @@ def _event_type(spec: EventType | None, item: Mapping[str, Any], opened: Opened)
 
 
 def _names(
-    containers: tuple[Container, ...], item: Mapping[str, Any], opened: Opened, view: DocumentView
+    containers: tuple[Container, ...], values: list[Any], view: DocumentView
 ) -> tuple[str, ...]:
-    if not containers:
-        return ()
-    names: list[str] = []
+    found: tuple[str, ...] = ()
     for container in containers:
         if container.document:
-            names.extend(view.names(container))
+            names = view.names(container)
         else:
-            names.extend(names_in(container, resolve(item, container.pointer, opened)))
-    return tuple(dict.fromkeys(names)) if len(names) > 1 else tuple(names)
+            value = values[container.slot]
+            if value is None:
+                continue
+            names = tuple(names_in(container, value))
+        if names:
+            found = found + names if found else names
+    return tuple(dict.fromkeys(found)) if len(found) > 1 else found
 
 
 def names_in(container: Container, value: object) -> Iterable[str]:
@@ -166,7 +176,7 @@ def names_in(container: Container, value: object) -> Iterable[str]:
         return _strings(value, container)
     if type(value) is not dict:
         raise Malformed(f"{show(container.pointer)} must be an object")
-    if not container.operators and not container.exclude and container.only is None:
+    if container.plain:
         return value.keys()
     names: list[str] = []
     for key, inner in value.items():
@@ -189,16 +199,37 @@ def _strings(items: list[Any], container: Container) -> list[str]:
 # -- writing back ---------------------------------------------------------------------------
 
 
-def rewrite_command(shape: Shape, item: Any, verdict: Verdict) -> Any:
-    """`item` without what `verdict` stripped (the same object when nothing is)."""
+Plan = tuple[tuple[Pointer, Any], ...]  # (pointer, change) in the order they apply
+
+
+def rewrite_command(
+    shape: Shape, item: Any, verdict: Verdict, plans: dict[tuple[int, int], Plan] | None = None
+) -> Any:
+    """`item` without what `verdict` stripped (the same object when nothing is).
+    `plans` remembers, for one request, the edits of each (case, verdict): the
+    commands of a batch mostly share both."""
     if not verdict.modified or type(item) is not dict:
         return item
-    case = _case(shape, item, Opened(shape.embedded))
+    case = _case(shape, item, Opened(shape.embedded) if shape.embedded else None)
+    key = (id(case), id(verdict))
+    plan = plans.get(key) if plans is not None else None
+    if plan is None:
+        plan = _plan(case, verdict)
+        if plans is not None:
+            plans[key] = plan
     embedded = shape.embedded
+    for pointer, change in plan:
+        item = edit(item, pointer, change, embedded)
+    return item
+
+
+def _plan(case: Case, verdict: Verdict) -> Plan:
+    """The edits that remove what `verdict` stripped from a command of `case`."""
+    plan: list[tuple[Pointer, Any]] = []
     ids = set(verdict.stripped.get(SetName.CUSTOMER_IDS, ()))
     for spec in case.ids:
         if spec.type in ids and not spec.document and spec.pointer:
-            item = edit(item, spec.pointer[:-1], _without_key(spec.pointer[-1]), embedded)
+            plan.append((spec.pointer[:-1], _without_key(spec.pointer[-1])))
     for set_name, containers in (
         (SetName.CUSTOMER_PROPERTIES, case.customer_properties),
         (SetName.EVENT_PROPERTIES, case.event_properties),
@@ -206,8 +237,8 @@ def rewrite_command(shape: Shape, item: Any, verdict: Verdict) -> Any:
         names = frozenset(verdict.stripped.get(set_name, ()))
         for container in containers if names else ():
             if not container.document:
-                item = edit(item, container.pointer, without_names(container, names), embedded)
-    return item
+                plan.append((container.pointer, without_names(container, names)))
+    return tuple(plan)
 
 
 def _without_key(name: str) -> Any:

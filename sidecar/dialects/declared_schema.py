@@ -37,6 +37,17 @@ PLACE = {
     "maxProperties": 1,
 }
 
+SECRET_PLACE = {
+    "type": "object",
+    "properties": {
+        "header": {"type": "string", "pattern": r"^[A-Za-z0-9-]+$"},
+        "basic": {"enum": ["user", "password"]},
+    },
+    "additionalProperties": False,
+    "minProperties": 1,
+    "maxProperties": 1,
+}
+
 _WRAPPING = {
     "base64": {"enum": list(BASE64_USES)},
     "alphabet": {"enum": ["standard", "url"]},
@@ -145,6 +156,7 @@ def dialects_schema(token_place: dict[str, Any], permission_set: dict[str, Any])
                 "name": {"type": "string", "pattern": NAME_PATTERN},
                 "anonymous_id": {"type": "string", "minLength": 1},
                 "stream_id": {"type": "array", "minItems": 1, "items": PLACE},
+                "secret_from": {"type": "array", "minItems": 1, "items": SECRET_PLACE},
                 "token_from": {"type": "array", "minItems": 1, "items": token_place},
                 "endpoints": {
                     "type": "array",
@@ -177,6 +189,11 @@ def dialects_schema(token_place: dict[str, Any], permission_set: dict[str, Any])
                                 },
                             },
                             "stream_id": {"type": "array", "minItems": 1, "items": PLACE},
+                            "secret_from": {
+                                "type": "array",
+                                "minItems": 1,
+                                "items": SECRET_PLACE,
+                            },
                         },
                         "required": ["path", "commands"],
                         "additionalProperties": False,

@@ -58,15 +58,21 @@ class Opened:
 def resolve(obj: Any, pointer: Pointer, opened: Opened | None = None) -> Any:
     """The value at `pointer` in `obj` (None when absent), through embedded strings."""
     value = obj
-    embedded = opened.embedded if opened is not None else None
+    if opened is None:  # the common case, per id and container of every command: lean
+        for name in pointer:
+            if type(value) is not dict:
+                return None
+            value = value.get(name)
+        return value
+    embedded = opened.embedded
     for index, name in enumerate(pointer):
         if embedded and type(value) is str and pointer[:index] in embedded:
-            value = opened.open(pointer[:index], value)  # type: ignore[union-attr]
+            value = opened.open(pointer[:index], value)
         if type(value) is not dict:
             return None
         value = value.get(name)
     if embedded and type(value) is str and pointer in embedded:
-        value = opened.open(pointer, value)  # type: ignore[union-attr]
+        value = opened.open(pointer, value)
     return value
 
 
@@ -114,14 +120,19 @@ class _Draft:
     extra: set[str] = field(default_factory=set)
     container: bool = False
     embedded: Embedded | None = None
+    slot: int = -1
+
+
+NO_VALUES: list[Any] = []  # `check` without slots to fill
 
 
 class SpellingTree:
     """The objects a set of pointers passes through, each with the names read there:
     `check` runs the key-spelling guard over them (decoding embedded strings on the
-    way, into `opened`)."""
+    way, into `opened`) and, in the same walk, puts the value at each pointer that
+    has a slot into `values` — the one pass a command's reading costs."""
 
-    __slots__ = ("children", "container", "embedded", "fields")
+    __slots__ = ("by_name", "children", "container", "embedded", "fields", "slot")
 
     def __init__(
         self,
@@ -129,14 +140,24 @@ class SpellingTree:
         children: Mapping[str, SpellingTree],
         container: bool,
         embedded: Embedded | None,
+        slot: int,
     ) -> None:
         self.fields = fields
         self.children = tuple(children.items())
+        self.by_name = dict(children)
         self.container = container
         self.embedded = embedded
+        self.slot = slot
 
     def check(
-        self, obj: Mapping[str, Any], where: str, max_names: int, opened: Opened, at: Pointer = ()
+        self,
+        obj: Mapping[str, Any],
+        where: str,
+        max_names: int,
+        opened: Opened | None,
+        *,
+        values: list[Any] = NO_VALUES,
+        at: Pointer = (),
     ) -> None:
         """Rejects (KeyProblem): a look-alike key (malformed_payload), a container with
         too many names (payload_too_large); (Rejection) a bad embedded string."""
@@ -144,15 +165,29 @@ class SpellingTree:
             self.fields.check_names(obj, where, max_names)
         else:
             self.fields.check(obj, where)
-        for name, child in self.children:
-            value = obj.get(name)
-            if value is None:
+        if len(obj) < len(self.children):  # walk the smaller side: often the object's keys
+            lookup = self.by_name.get
+            present = [(k, c, v) for k, v in obj.items() if (c := lookup(k)) is not None]
+        else:
+            present = [(k, c, v) for k, c in self.children if (v := obj.get(k)) is not None]
+        for name, child, found in present:
+            if found is None:
                 continue
-            path = (*at, name)
-            if child.embedded is not None and type(value) is str:
-                value = opened.open(path, value)
+            value = found
+            if child.embedded is not None and type(found) is str and opened is not None:
+                value = opened.open((*at, name), found)
+            if child.slot >= 0 and values is not NO_VALUES:
+                values[child.slot] = value
             if type(value) is dict:
-                child.check(value, f"{where}.{name}" if where else name, max_names, opened, path)
+                where_ = f"{where}.{name}" if where else name
+                path = (*at, name) if opened else at
+                child.check(value, where_, max_names, opened, values=values, at=path)
+            elif type(value) is list and child.container:  # a name array (`"$unset": [...]`)
+                where_ = f"{where}.{name}" if where else name
+                names = {item: None for item in value if type(item) is str}
+                if len(value) > max_names:
+                    names = {str(index): None for index in range(len(value))}
+                child.fields.check_names(names, where_, max_names)
 
 
 class TreeBuilder:
@@ -169,6 +204,7 @@ class TreeBuilder:
         container: bool = False,
         names: Iterable[str] = (),
         embedded: Embedded | None = None,
+        slot: int = -1,
     ) -> None:
         node = self._root
         for name in pointer:
@@ -177,6 +213,8 @@ class TreeBuilder:
         node.extra.update(names)
         if embedded is not None:
             node.embedded = embedded
+        if slot >= 0:
+            node.slot = slot
 
     def build(self, path: str) -> SpellingTree:
         return _build(self._root, path, ())
@@ -191,4 +229,4 @@ def _build(draft: _Draft, path: str, at: Pointer) -> SpellingTree:
             "(a case-insensitive collector could not tell them apart)"
         ) from None
     children = {name: _build(child, path, (*at, name)) for name, child in draft.children.items()}
-    return SpellingTree(fields, children, draft.container, draft.embedded)
+    return SpellingTree(fields, children, draft.container, draft.embedded, draft.slot)
