@@ -13,16 +13,20 @@ does with each answer: /work/briefs/sdk-wire.md §3.
 from __future__ import annotations
 
 import asyncio
+import base64
 import json
 from collections.abc import Callable
 from typing import Any
+from urllib.parse import quote
 
+import aiohttp
 import pytest
 from mixpanel import BufferedConsumer, Consumer, Mixpanel, MixpanelException
 
 from tests.conftest import StartSidecar
 from tests.harness import Collector, Sidecar, free_port
-from tests.sdks import Tap, form, late_collector, sdk_problems, without
+from tests.http import post
+from tests.sdks import Tap, b64decode, form, late_collector, sdk_problems, without
 
 TOKEN = "mp_trackgate_sdk_test_token"
 IMPORT_TOKEN = "mp_trackgate_import_token"
@@ -211,3 +215,41 @@ async def test_an_upstream_failure_raises_and_the_kept_batch_is_delivered_once_l
         await asyncio.to_thread(buffered.flush)
     assert len(tap.received) == 2 and len(back.received) == 1
     assert messages(back.received[0].body)[0] == messages(tap.received[0].body)[0]
+
+
+# mixpanel-browser 2.83.0 is a browser SDK; its wire form, read from its code, is
+# replayed here: to a host that is not *.mixpanel.com it posts `data=` + the URI-encoded,
+# standard, padded base64 of the JSON batch, `verbose`, `ip` and `_` in the query
+# (src/mixpanel-core.js:307-311, 653-681, 1046-1051; src/utils.js:749-790).
+def browser_form(batch: list[dict[str, Any]]) -> bytes:
+    text = json.dumps(batch, separators=(",", ":"), ensure_ascii=False)
+    return ("data=" + quote(base64.b64encode(text.encode()).decode(), safe="")).encode()
+
+
+BROWSER_EVENTS: list[dict[str, Any]] = [
+    {"event": "product_viewed", "properties": {
+        "token": TOKEN, "distinct_id": "$device:d-1", "$device_id": "d-1", "$user_id": "known-user-77",
+        "time": 1796197843.7, "$insert_id": "i-1", "mp_lib": "web", "card_number": "4111",
+        "label": "ÿÿÿ >>> ???"}},
+    {"event": "debug_event", "properties": {"token": TOKEN, "distinct_id": "$device:d-1"}},
+]  # fmt: skip
+
+
+async def test_the_wire_form_of_mixpanel_browser(
+    gate: Sidecar, collector: Collector, http: aiohttp.ClientSession
+) -> None:
+    """The batch comes back in the same carrier (standard alphabet, padded); the answer
+    is 200 with Mixpanel's JSON (the batcher needs a 200; request-batcher.js:257-296)."""
+    target = f"{gate.url}/track/?verbose=1&ip=1&_=1796197843700"
+    body = browser_form(BROWSER_EVENTS)
+    assert b"%2B" in body or b"%2F" in body  # the alphabet is visible in what is sent
+    form_type = {"Content-Type": "application/x-www-form-urlencoded"}
+    answer = await post(http, target, raw=body, headers=form_type)
+    assert answer.status == 200 and answer.json == {"status": 1, "error": None}
+    forwarded = collector.received[0]
+    assert forwarded.path_qs == "/track/?verbose=1&ip=1&_=1796197843700"
+    fields = form(forwarded.body)
+    assert list(fields) == ["data"]
+    assert json.loads(b64decode(fields["data"], urlsafe=False)) == [
+        expected_event(BROWSER_EVENTS[0])
+    ]

@@ -15,11 +15,13 @@ import gzip
 import json
 from typing import Any
 
+import aiohttp
 import pytest
 from posthog import Posthog
 
 from tests.conftest import StartSidecar
 from tests.harness import Collector, Sidecar, free_port
+from tests.http import post
 from tests.sdks import Tap, late_collector, live_threads, sdk_problems, until, without
 
 KEY = "phc_trackgate_sdk_test_key"
@@ -218,3 +220,47 @@ async def test_an_upstream_failure_is_retried_by_the_sdk_and_delivered_once(
     assert [m["uuid"] for m in back.received[0].json["batch"]] == [
         m["uuid"] for m in sent_document(tap)["batch"]
     ]
+
+
+# posthog-js 1.449.2 is a browser SDK; its wire form, read from its code, is replayed
+# here (lib/src/request.js:136-170, 546-560; lib/src/posthog-core.js:358,695):
+# `/e/` with {"api_key", "batch", "sent_at"}, each event's ids and token in `properties`.
+JS_EVENTS: list[dict[str, Any]] = [
+    {"uuid": "019a0000-0000-7000-8000-000000000001", "event": "$pageview",
+     "properties": {"$current_url": "https://shop.example.com/", "distinct_id": "anon-7",
+                    "token": KEY, "$lib": "web", "card_number": "4111"},
+     "timestamp": "2026-12-02T08:00:00.000Z"},
+    {"uuid": "019a0000-0000-7000-8000-000000000002", "event": "$identify",
+     "properties": {"distinct_id": "user-1", "$anon_distinct_id": "anon-7", "token": KEY,
+                    "$set": {"name": "Ada", "email": "ada@example.com"}},
+     "$set": {"name": "Ada", "email": "ada@example.com"}, "$set_once": {"plan": "free"},
+     "timestamp": "2026-12-02T08:00:01.000Z"},
+    {"uuid": "019a0000-0000-7000-8000-000000000003", "event": "debug_event",
+     "properties": {"distinct_id": "user-1", "token": KEY}},
+]  # fmt: skip
+
+
+async def test_the_wire_form_of_posthog_js_without_compression(
+    gate: Sidecar, collector: Collector, http: aiohttp.ClientSession
+) -> None:
+    """posthog-js with `disable_compression: true` (plain JSON): exactly 200 back, or
+    posthog-js retries (retry-queue.js:110)."""
+    body = {"api_key": KEY, "batch": JS_EVENTS, "sent_at": "2026-12-02T08:00:02.000Z"}
+    answer = await post(http, f"{gate.url}/e/", body)
+    assert answer.status == 200
+    received = collector.received[0].json
+    assert without(received, "batch") == without(body, "batch")
+    assert received["batch"] == expected_batch(JS_EVENTS)
+
+
+async def test_the_default_gzip_js_of_posthog_js_is_refused_not_retried(
+    gate: Sidecar, collector: Collector, http: aiohttp.ClientSession
+) -> None:
+    """posthog-js's default `gzip-js` sends a gzip body as text/plain with neither
+    `Content-Encoding` nor `?compression` (request.js:148-154, 546-549): trackgate cannot
+    read it (docs/dialects.md: configure `disable_compression`). Its answer must be a
+    4xx posthog-js drops, never a status it retries forever; nothing is forwarded."""
+    body = {"api_key": KEY, "batch": JS_EVENTS[:1], "sent_at": "2026-12-02T08:00:02.000Z"}
+    raw = gzip.compress(json.dumps(body).encode(), mtime=0)
+    answer = await post(http, f"{gate.url}/e/", raw=raw, headers={"Content-Type": "text/plain"})
+    assert 400 <= answer.status < 500 and collector.received == []
