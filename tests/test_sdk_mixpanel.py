@@ -4,7 +4,7 @@ The SDK posts form bodies (`data=<JSON>&verbose=1&ip=0`) to a tap in front of th
 sidecar, which forwards to the recording collector answering as Mixpanel does
 (`{"status": 1, "error": null}`). The form is decoded on both sides and compared:
 allowed events and profile updates arrive with denied properties and ids
-stripped (inside `$set`, `$set_once`, `$add`, `$union`, `$remove`, and the name
+stripped (inside `$set`, `$set_once`, `$add`, `$append`, `$union`, `$remove`, and the name
 list of `$unset`), the other form fields unchanged; the SDK raises on anything
 but `status: 1`, so a call that returns is a success it saw. What mixpanel-python
 does with each answer: /work/briefs/sdk-wire.md §3.
@@ -65,8 +65,10 @@ STEPS: list[Step] = [
     lambda mp: mp.people_set_once("user-1", {"plan": "free", "email": "first@example.com"}),
     lambda mp: mp.people_increment("user-1", {"visits": 1, "email": 2}),
     lambda mp: mp.people_union("user-1", {"tags": ["a"], "email": ["x@example.com"]}),
+    lambda mp: mp.people_append("user-1", {"tags": "c", "email": "z@example.com"}),
     lambda mp: mp.people_remove("user-1", {"tags": "b", "email": "y@example.com"}),
     lambda mp: mp.people_unset("user-1", ["old_flag", "email"]),
+    lambda mp: mp.people_delete("user-1"),  # {"$delete": ""}: no properties, forwarded as is
 ]
 
 
@@ -102,7 +104,7 @@ def expected_event(event: dict[str, Any]) -> dict[str, Any]:
 
 def expected_update(update: dict[str, Any]) -> dict[str, Any]:
     update = dict(update)
-    for operator in ("$set", "$set_once", "$add", "$union", "$remove"):
+    for operator in ("$set", "$set_once", "$add", "$append", "$union", "$remove"):
         if operator in update:
             update[operator] = without(update[operator], "email")
     if "$unset" in update:
