@@ -7,7 +7,7 @@ BIN     := $(VENV)/bin
 RUNTIME := $(VENV)/.runtime
 STAMP   := $(VENV)/.installed
 
-.PHONY: demo test lint typecheck unit tools bench clean
+.PHONY: demo test lint typecheck unit tools sdks bench clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -24,16 +24,19 @@ $(STAMP): pyproject.toml | $(BIN)/python
 demo: $(RUNTIME)
 	$(BIN)/trackgate demo
 
-test: $(STAMP) tools lint typecheck unit
+test: $(STAMP) tools sdks lint typecheck unit
 
 # Tools the tests use, from Debian, installed when missing and possible (root +
 # apt); the tests that need them fail in CI if they are still missing:
 #   promtool (package prometheus) for the alert tests,
-#   go (package golang-go) for the Go collector of the key-spelling tests.
+#   go (package golang-go) for the Go collector of the key-spelling tests,
+#   chromium (/usr/bin/chromium) and npm for the browser tests (tests/browser.py).
 tools:
 	@missing=""; \
 	command -v promtool >/dev/null 2>&1 || missing="$$missing prometheus"; \
 	command -v go >/dev/null 2>&1 || missing="$$missing golang-go"; \
+	[ -x /usr/bin/chromium ] || missing="$$missing chromium"; \
+	command -v npm >/dev/null 2>&1 || missing="$$missing npm"; \
 	if [ -n "$$missing" ]; then \
 	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
 	    echo "installing Debian packages:$$missing"; \
@@ -41,6 +44,17 @@ tools:
 	      apt-get install -y -qq --no-install-recommends $$missing >/dev/null; \
 	  else echo "missing and cannot be installed here (needs root and apt-get):$$missing"; fi; \
 	fi
+
+# The web SDKs of the browser tests, exactly as pinned in tests/browser/package-lock.json,
+# into tests/browser/node_modules (ignored by git; reinstalled when the lock changes).
+# Without npm this says so and the browser tests fail in CI (skip elsewhere).
+SDKS := tests/browser/node_modules/.installed
+sdks: $(SDKS)
+
+$(SDKS): tests/browser/package.json tests/browser/package-lock.json
+	@if command -v npm >/dev/null 2>&1; then \
+	  cd tests/browser && npm ci --ignore-scripts --no-audit --no-fund --loglevel=error && touch node_modules/.installed; \
+	else echo "npm is missing: the browser tests' SDKs (tests/browser/package.json) are not installed"; fi
 
 lint: $(STAMP)
 	$(BIN)/ruff check sidecar tests bench

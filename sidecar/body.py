@@ -49,8 +49,14 @@ class Body:
             return None
 
 
-async def read_body(request: web.BaseRequest, limit: int) -> Body:
-    """The decoded request body. Rejects: payload_too_large, malformed_payload."""
+GZIP_MAGIC = b"\x1f\x8b"
+
+
+async def read_body(request: web.BaseRequest, limit: int, gzip_magic: bool = False) -> Body:
+    """The decoded request body. With `gzip_magic` (an endpoint whose SDK gzips
+    without saying so, as posthog-js does), a body without `Content-Encoding` that
+    starts with gzip's magic bytes is gzip too. Rejects: payload_too_large,
+    malformed_payload."""
     declared = request.content_length
     if declared is not None and declared > limit:
         raise _too_large(limit)
@@ -65,6 +71,8 @@ async def read_body(request: web.BaseRequest, limit: int) -> Body:
                 raise _too_large(limit)
     encoding = request.headers.get("Content-Encoding", "identity").strip().lower()
     if encoding in ("identity", ""):
+        if gzip_magic and raw[:2] == GZIP_MAGIC:  # never JSON: `{`, `[` or space first
+            return Body(gunzip(bytes(raw), limit))
         return Body(bytes(raw))
     if encoding in ("gzip", "x-gzip"):
         return Body(gunzip(bytes(raw), limit))

@@ -133,7 +133,7 @@ class Pipeline:
             return await self._preflight(rules, endpoint, request, exchange)
         check_method(request)
         continue_if_expected(request, rules.server.max_body_bytes)
-        body = await read_body(request, rules.server.max_body_bytes)
+        body = await read_body(request, rules.server.max_body_bytes, endpoint.gzip_magic)
         stream = exchange.stream = find_stream(rules, endpoint, request, body)
         presented = credentials(stream, request.headers, endpoint.secret_from)
         check_origin(stream, request)

@@ -129,6 +129,9 @@ def _line(exchange: Exchange) -> str:
         "reason": exchange.reason.value if exchange.reason else None,
         "commands_forwarded": exchange.commands_forwarded,
         "commands_rejected": exchange.commands_rejected,
+        # as counted in trackgate_rejections_total: the request's reason when it was
+        # rejected whole, else each rejected command's (answered 200 or not)
+        "rejections": _per_reason(exchange.rejection_reasons),
         "stripped": _per_set(exchange.stripped),
         "would_reject": _per_reason(exchange.would_reject),
         "would_strip": _per_set(exchange.would_strip),

@@ -15,6 +15,8 @@ import socket
 import sys
 import textwrap
 import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -136,6 +138,53 @@ async def start_sidecar(
         runners.append(runner)
     watcher = asyncio.create_task(reloader.watch())
     return Sidecar(urls[0], urls[1], holder, rules_path, reloader, metrics, watcher), runners
+
+
+StartSidecar = Callable[..., Awaitable[Sidecar]]
+
+
+@asynccontextmanager
+async def running_collector() -> AsyncIterator[Collector]:
+    """A recording collector on loopback, for the block's duration."""
+    recorder = Collector()
+    runner = await start_collector(recorder)
+    try:
+        yield recorder
+    finally:
+        await runner.cleanup()
+
+
+@asynccontextmanager
+async def sidecar_starter(tmp_path: Path, collector: Collector) -> AsyncIterator[StartSidecar]:
+    """Starts sidecars with the given streams (default: the standard web + backend)
+    in front of `collector`; all are stopped when the block ends."""
+    runners: list[web.BaseRunner] = []
+    sidecars: list[Sidecar] = []
+
+    async def start(
+        streams: str = STANDARD_STREAMS,
+        server: str = "",
+        upstream: str | None = None,
+        env: dict[str, str] | None = None,
+    ) -> Sidecar:
+        path = tmp_path / "rules.yaml"
+        path.write_text(rules_text(upstream or collector.url, streams, server))
+        sidecar, started = await start_sidecar(
+            path, {"BACKEND_SECRET": BACKEND_SECRET, **(env or {})}
+        )
+        runners.extend(started)
+        sidecars.append(sidecar)
+        return sidecar
+
+    try:
+        yield start
+    finally:
+        for running in sidecars:
+            running.watcher.cancel()
+        for runner in reversed(runners):
+            await runner.cleanup()
+        for running in sidecars:
+            await running.reloader.key_sources.close()
 
 
 def rules_text(upstream: str, streams: str, server: str = "", timeout: float = 2) -> str:

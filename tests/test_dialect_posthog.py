@@ -159,3 +159,34 @@ async def test_a_create_alias_carries_an_alias_id(
     answer = await post(http, f"{posthog.url}/batch/", body)
     assert answer.status == 200  # $create_alias is not an allowed event type: answered
     assert answer.headers["X-Trackgate-Rejected"] == "1" and collector.received == []
+
+
+async def test_posthog_js_gzip_without_content_encoding_is_read_by_its_magic_bytes(
+    posthog: Sidecar, collector: Collector, http: aiohttp.ClientSession
+) -> None:
+    """posthog-js's default `gzip-js`: a gzipped text/plain body, no Content-Encoding."""
+    body = {
+        "api_key": KEY,
+        "batch": [event("$pageview", properties={"path": "/", "card_number": "1"})],
+    }
+    raw = gzip.compress(json.dumps(body).encode())
+    answer = await post(http, f"{posthog.url}/e/", raw=raw, headers={"Content-Type": "text/plain"})
+    assert answer.status == 200
+    assert collector.received[0].json["batch"][0]["properties"] == {"path": "/"}
+    bomb = gzip.compress(b"[" + b" " * 2_000_000 + b"]")
+    answer = await post(http, f"{posthog.url}/e/", raw=bomb, headers={"Content-Type": "text/plain"})
+    assert (answer.status, answer.json["code"]) == (413, "payload_too_large")
+    assert len(collector.received) == 1
+
+
+async def test_other_dialects_do_not_read_gzip_without_its_header(
+    make_sidecar: StartSidecar, collector: Collector, http: aiohttp.ClientSession
+) -> None:
+    sidecar = await make_sidecar()  # bloomreach
+    raw = gzip.compress(b'{"customer_ids": {"cookie": "c"}, "event_type": "page_visit"}')
+    url = (
+        f"{sidecar.url}/track/u/v1/customers/events?stream_id=40494d18-e714-4c8c-bbd9-35225de4e81d"
+    )
+    answer = await post(http, url, raw=raw)
+    assert (answer.status, answer.json["code"]) == (400, "malformed_payload")
+    assert collector.received == []

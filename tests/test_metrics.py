@@ -16,7 +16,8 @@ from tests.jwt_keys import ENV, Keys, jwt_streams, mint
 
 ACCESS_FIELDS = {
     "time", "request_id", "stream", "dialect", "endpoint", "status", "outcome", "reason",
-    "commands_forwarded", "commands_rejected", "stripped", "duration_ms", "upstream_status",
+    "commands_forwarded", "commands_rejected", "rejections", "stripped", "duration_ms",
+    "upstream_status",
 }  # fmt: skip
 
 
@@ -167,6 +168,13 @@ async def test_access_log_lines_hold_the_fields_and_no_secret(
         assert set(line) >= ACCESS_FIELDS, line
     assert [line["status"] for line in access] == [200, 401, 200, 401, 200]
     assert access[1]["reason"] == "secret_invalid" and access[3]["reason"] == "token_bad_signature"
+    assert [line["rejections"] for line in access] == [
+        {},
+        {"secret_invalid": 1},
+        {},
+        {"token_bad_signature": 1},
+        {},
+    ]
     assert access[4]["stripped"] == {"customer_ids": 1}
     text = log_lines.getvalue()
     for secret in (

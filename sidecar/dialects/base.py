@@ -34,6 +34,7 @@ class Endpoint:
     path_stream_id: str | None = None  # the stream ID carried in the path, if any
     form: bool = False  # the body is a form (application/x-www-form-urlencoded), not JSON
     secret_from: tuple[SecretPlace, ...] = ()  # where a private stream's secret travels (() §5.1's)
+    gzip_magic: bool = False  # a body starting with gzip's magic bytes is gzip (no header needed)
 
     @property
     def is_batch(self) -> bool:

@@ -108,6 +108,7 @@ class Declared:
             stream_id,
             form=route.form is not None,
             secret_from=route.secret_from,
+            gzip_magic=route.gzip_magic,
         )
 
     def compile_options(self, raw: Mapping[str, Any], path: str) -> None:
@@ -297,12 +298,12 @@ def _body_ids(route: Route, document: Any) -> set[str]:
     pointers = [p.pointer for p in route.stream_id if p.kind is PlaceKind.COMMAND]
     heads = [p[0] for p in pointers if len(p) == 1]  # a dict lookup each
     deeper = [p for p in pointers if len(p) != 1]
-    if pointers:
-        for _, found in _sources(route, document):
-            for item in found if type(found) is list else [found]:
-                if type(item) is dict:
-                    values.extend(map(item.get, heads))
-                    values.extend(resolve(item, pointer) for pointer in deeper)
+    for _, found in _sources(route, document) if pointers else ():
+        for item in found if type(found) is list else [found]:
+            if type(item) is dict:
+                values.extend(item[head] for head in heads if head in item)
+                for pointer in deeper:
+                    values.append(resolve(item, pointer))
     return {str(value) for value in values if type(value) is str or type(value) is int}
 
 

@@ -329,6 +329,7 @@ def _route(
         pattern=pattern,
         form=carrier.get("form"),
         wrapping=_wrapping(carrier),
+        gzip_magic=carrier.get("gzip") == "magic",
         sources=sources,
         stream_id=places,
         secret_from=_secret_places(raw["secret_from"]) if "secret_from" in raw else secrets,

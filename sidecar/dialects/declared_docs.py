@@ -95,6 +95,8 @@ _FIELDS = {
     ".endpoints[].carrier": "How the body carries the document (default: JSON).",
     ".endpoints[].carrier.form": "The form field (`application/x-www-form-urlencoded`) "
     "holding the document.",
+    ".endpoints[].carrier.gzip": "`header` (default: gzip when `Content-Encoding: gzip` says "
+    "so) or `magic`: also a body starting with gzip's magic bytes (posthog-js's `gzip-js`).",
     **{f".endpoints[].carrier.{k}": v for k, v in _WRAPPING.items()},
     ".endpoints[].commands": "Where the commands are, in body order.",
     ".endpoints[].commands[].pointer": 'Where in the document ("": the whole document, used '

@@ -125,6 +125,10 @@ class Shape:
     slots: Mapping[Pointer, int]
     discriminator_slot: int = -1
     root_slot: int = -1  # the slot of pointer "" (a container of the command itself)
+    slot_count: int = field(init=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "slot_count", len(self.slots))
 
     def case_of(self, discriminator: object) -> Case | None:
         """The case for a discriminator value (the shape's own without a discriminator)."""
@@ -153,6 +157,7 @@ class Route:
     pattern: re.Pattern[str] | None  # for a path with a `{stream_id}` segment
     form: str | None  # the form field holding the document (None: the body is it)
     wrapping: Wrapping  # base64 around the document
+    gzip_magic: bool  # a body with gzip's magic bytes is gzip without Content-Encoding
     sources: tuple[Source, ...]
     stream_id: tuple[Place, ...]
     secret_from: tuple[SecretPlace, ...]  # () : SPEC §5.1's places

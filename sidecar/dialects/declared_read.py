@@ -61,6 +61,9 @@ class DocumentView:
             return found
 
 
+_new_command = tuple.__new__  # Command(...) without the keyword handling, as bloomreach
+
+
 def read_command(source: Source, item: Any, view: DocumentView, max_names: int) -> Command:
     """One command of `source`'s shape: one walk over the objects the shape reads (the
     key-spelling guard, and the values at its pointers into slots), then lookups.
@@ -68,21 +71,29 @@ def read_command(source: Source, item: Any, view: DocumentView, max_names: int) 
     shape = source.shape
     if type(item) is not dict:
         return Command(shape.case.kind, malformed="a command must be a JSON object")
-    values: list[Any] = [None] * len(shape.slots)
+    values: list[Any] = [None] * shape.slot_count
     if shape.root_slot >= 0:
         values[shape.root_slot] = item
     try:
         opened = Opened(shape.embedded) if shape.embedded else None
         source.tree.check(item, "", max_names, opened, values=values)
-        case = _case_of(shape, values)
-        if case.kind is Kind.PASSTHROUGH:
+        case = shape.case
+        if shape.discriminator is not None:
+            case = _case_of(shape, values[shape.discriminator_slot])
+        kind = case.kind
+        if kind is Kind.PASSTHROUGH:
             return PASSTHROUGH
-        return Command(
-            case.kind,
-            customer_ids=_ids(case, values, view),
-            event_type=_event_type(case.event_type, values) if case.kind is Kind.EVENT else None,
-            customer_properties=_names(case.customer_properties, values, view),
-            event_properties=_names(case.event_properties, values, view),
+        event_type = _event_type(case.event_type, values) if kind is Kind.EVENT else None
+        return _new_command(
+            Command,
+            (
+                kind,
+                _ids(case, values, view),
+                event_type,
+                _names(case.customer_properties, values, view),
+                _names(case.event_properties, values, view),
+                None,
+            ),
         )
     except KeyProblem:
         raise
@@ -91,12 +102,12 @@ def read_command(source: Source, item: Any, view: DocumentView, max_names: int) 
         return Command(shape.case.kind, malformed=message)
 
 
-def _case_of(shape: Shape, values: list[Any]) -> Case:
-    if shape.discriminator is None:
-        return shape.case
-    case = shape.case_of(values[shape.discriminator_slot])
+def _case_of(shape: Shape, value: object) -> Case:
+    case = shape.cases.get(value) if type(value) is str else None
     if case is None:
-        raise Malformed(f"{show(shape.discriminator)} is none of the declared cases")
+        case = shape.otherwise
+    if case is None:
+        raise Malformed(f"{show(shape.discriminator or ())} is none of the declared cases")
     return case
 
 
@@ -125,9 +136,11 @@ def _id_value(spec: IdSpec, value: object) -> object:
 def _ids(case: Case, values: list[Any], view: DocumentView) -> dict[str, object]:
     ids: dict[str, object] = {}
     for spec in case.ids:
-        value = view.id_value(spec) if spec.document else _id_value(spec, values[spec.slot])
-        if value is None:
+        value = view.id_value(spec) if spec.document else values[spec.slot]
+        if value is None or value == "":
             continue
+        if type(value) is not str:
+            value = _id_value(spec, value)
         if ids.setdefault(spec.type, value) != value:
             raise Malformed(f"two {spec.type} ids of the command differ")
     return ids
@@ -238,7 +251,24 @@ def _plan(case: Case, verdict: Verdict) -> Plan:
         for container in containers if names else ():
             if not container.document:
                 plan.append((container.pointer, without_names(container, names)))
-    return tuple(plan)
+    return _merged(plan)
+
+
+def _merged(plan: list[tuple[Pointer, Any]]) -> Plan:
+    """Changes at one pointer made one (one copy of the object instead of several)."""
+    by_pointer: dict[Pointer, list[Any]] = {}
+    for pointer, change in plan:
+        by_pointer.setdefault(pointer, []).append(change)
+    return tuple((p, c[0] if len(c) == 1 else _chain(c)) for p, c in by_pointer.items())
+
+
+def _chain(changes: list[Any]) -> Any:
+    def change(value: Any) -> Any:
+        for one in changes:
+            value = one(value)
+        return value
+
+    return change
 
 
 def _without_key(name: str) -> Any:

@@ -170,6 +170,7 @@ def dialects_schema(token_place: dict[str, Any], permission_set: dict[str, Any])
                                 "type": "object",
                                 "properties": {
                                     "form": {"type": "string", "pattern": r"^[A-Za-z0-9_.-]+$"},
+                                    "gzip": {"enum": ["header", "magic"]},
                                     **_WRAPPING,
                                 },
                                 "additionalProperties": False,

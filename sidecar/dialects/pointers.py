@@ -132,7 +132,7 @@ class SpellingTree:
     way, into `opened`) and, in the same walk, puts the value at each pointer that
     has a slot into `values` — the one pass a command's reading costs."""
 
-    __slots__ = ("by_name", "children", "container", "embedded", "fields", "slot")
+    __slots__ = ("children", "container", "embedded", "fields", "slot")
 
     def __init__(
         self,
@@ -144,7 +144,6 @@ class SpellingTree:
     ) -> None:
         self.fields = fields
         self.children = tuple(children.items())
-        self.by_name = dict(children)
         self.container = container
         self.embedded = embedded
         self.slot = slot
@@ -165,12 +164,8 @@ class SpellingTree:
             self.fields.check_names(obj, where, max_names)
         else:
             self.fields.check(obj, where)
-        if len(obj) < len(self.children):  # walk the smaller side: often the object's keys
-            lookup = self.by_name.get
-            present = [(k, c, v) for k, v in obj.items() if (c := lookup(k)) is not None]
-        else:
-            present = [(k, c, v) for k, c in self.children if (v := obj.get(k)) is not None]
-        for name, child, found in present:
+        for name, child in self.children:  # in declaration order: deterministic messages
+            found = obj.get(name)
             if found is None:
                 continue
             value = found
