@@ -253,14 +253,17 @@ async def test_the_wire_form_of_posthog_js_without_compression(
     assert received["batch"] == expected_batch(JS_EVENTS)
 
 
-async def test_the_default_gzip_js_of_posthog_js_is_refused_not_retried(
+async def test_the_default_gzip_js_of_posthog_js(
     gate: Sidecar, collector: Collector, http: aiohttp.ClientSession
 ) -> None:
     """posthog-js's default `gzip-js` sends a gzip body as text/plain with neither
-    `Content-Encoding` nor `?compression` (request.js:148-154, 546-549): trackgate cannot
-    read it (docs/dialects.md: configure `disable_compression`). Its answer must be a
-    4xx posthog-js drops, never a status it retries forever; nothing is forwarded."""
-    body = {"api_key": KEY, "batch": JS_EVENTS[:1], "sent_at": "2026-12-02T08:00:02.000Z"}
+    `Content-Encoding` nor `?compression` (request.js:148-154, 546-549); read by its
+    magic bytes, judged, and forwarded as plain JSON."""
+    body = {"api_key": KEY, "batch": JS_EVENTS, "sent_at": "2026-12-02T08:00:02.000Z"}
     raw = gzip.compress(json.dumps(body).encode(), mtime=0)
     answer = await post(http, f"{gate.url}/e/", raw=raw, headers={"Content-Type": "text/plain"})
-    assert 400 <= answer.status < 500 and collector.received == []
+    assert answer.status == 200
+    forwarded = collector.received[0]
+    assert "Content-Encoding" not in forwarded.headers
+    assert int(forwarded.headers["Content-Length"]) == len(forwarded.body)
+    assert forwarded.json["batch"] == expected_batch(JS_EVENTS)
