@@ -543,3 +543,51 @@ def test_a_name_array_is_guarded_like_a_container(
     report = judge(rules, "/lab/batch", body)
     assert report["request"]["reason"] == reason
     assert report["request"]["message"].startswith(message)
+
+
+SHARED = """
+dialects:
+  - name: shared
+    anonymous_id: a
+    stream_id: [{body: /key}]
+    endpoints:
+      - path: /shared
+        commands: [{pointer: /batch, shape: s}]
+    shapes:
+      - name: s
+        ids: [{pointer: /a, type: a}]
+        event_type: {pointer: /t}
+        customer_properties:
+          - {in: document, pointer: /context/traits}
+          - {pointer: /traits}
+streams:
+  - name: shared
+    id: sh-1
+    type: public
+    dialect: shared
+    customer_ids: {allow: [a]}
+    event_types: {allow: [view]}
+    customer_properties: {default: deny, allow: [plan], deny: [email]}
+"""
+
+
+def test_a_document_container_is_every_commands_and_stripped_from_the_document(
+    tmp_path: Path,
+) -> None:
+    rules = rules_of(tmp_path, SHARED)
+    body = {
+        "key": "sh-1",
+        "context": {"traits": {"email": "e@x", "plan": "p"}, "ip": "1"},
+        "batch": [{"t": "view", "a": "x", "traits": {"plan": "q"}}, {"t": "view", "a": "y"}],
+    }
+    payload = _decode(rules, "/shared", body, stream="shared")
+    assert [c.customer_properties for c in payload.commands] == [
+        ("email", "plan"),
+        ("email", "plan"),
+    ]
+    report = judge(rules, "/shared", body, stream="shared")
+    assert report["forwarded_body"] == {**body, "context": {"traits": {"plan": "p"}, "ip": "1"}}
+    bad = {**body, "context": {"Traits": {}, "traits": {}}}
+    assert judge(rules, "/shared", bad, stream="shared")["request"]["message"] == (
+        'context: key 0 folds to "traits"'
+    )

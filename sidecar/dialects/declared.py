@@ -74,7 +74,8 @@ class DeclaredPayload(Payload):
 
 # The last carried document opened by `stream_id`, so `decode` of the same request
 # does not undo its form and base64 again (the two run back to back, without an
-# await between them: handler.py). Cleared by decode: holds no request's data after.
+# await between them: handler.py). Replaced by the next `stream_id`, cleared by
+# `decode`: it holds at most one request's body, never across requests it decoded.
 _OPENED: list[Any] = [None, None]
 
 
@@ -154,6 +155,7 @@ class Declared:
 
     def _opened(self, route: Route, body: Body) -> Any:
         """The document for a stream ID lookup (None when the body does not decode)."""
+        _OPENED[0] = _OPENED[1] = None
         try:
             document, envelope = _open(route, body)
         except Rejection:
