@@ -142,6 +142,7 @@ async def test_a_batch_from_amplitude_analytics(
         for e in events()
     )
     assert run.left_queued == 0  # nothing re-queued for a retry
+    assert live_threads() <= run.threads  # the SDK's consumer and pool threads have ended
     assert len(tap.received) == 1 and tap.received[0].path_qs == path
     sent = tap.received[0].json
     assert sent["options"] == {"min_id_length": 5}
