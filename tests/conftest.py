@@ -33,6 +33,7 @@ from tests.harness import (
     sidecar_starter,
 )
 from tests.idp import Provider
+from tests.sdks import Tap, start_tap
 
 
 @pytest.fixture
@@ -47,6 +48,15 @@ async def make_sidecar(tmp_path: Path, collector: Collector) -> AsyncIterator[St
     """Starts a sidecar with the given streams (default: the standard web + backend)."""
     async with sidecar_starter(tmp_path, collector) as start:
         yield start
+
+
+@pytest.fixture
+async def tap() -> AsyncIterator[Tap]:
+    """A running recording hop for an SDK's requests (set `target` to the sidecar's URL)."""
+    recorder = Tap()
+    runner = await start_tap(recorder)
+    yield recorder
+    await runner.cleanup()
 
 
 @pytest.fixture

@@ -105,12 +105,13 @@ class Sidecar:
     watcher: asyncio.Task[None]
 
 
-async def start_collector(collector: Collector) -> web.AppRunner:
+async def start_collector(collector: Collector, port: int = 0) -> web.AppRunner:
+    """Serve `collector` on loopback, on `port` (0: a free one)."""
     app = web.Application()
     app.router.add_route("*", "/{tail:.*}", collector.handle)
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
+    site = web.TCPSite(runner, "127.0.0.1", port)
     await site.start()
     host, port = runner.addresses[0][:2]
     collector.url = f"http://{host}:{port}"

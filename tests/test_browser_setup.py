@@ -17,7 +17,13 @@ from tests.harness import ROOT
 
 def test_the_sdks_are_pinned_exactly_and_locked() -> None:
     pinned = pinned_sdks()
-    assert set(pinned) == {"@braze/web-sdk", "@segment/analytics-next", "@rudderstack/analytics-js"}
+    assert set(pinned) == {
+        "@braze/web-sdk",
+        "@segment/analytics-next",
+        "@rudderstack/analytics-js",
+        "posthog-js",
+        "mixpanel-browser",
+    }
     lock = json.loads((SDKS / "package-lock.json").read_text())
     assert lock["packages"][""]["dependencies"] == pinned
     for name, version in pinned.items():
@@ -59,9 +65,11 @@ def test_the_readme_names_the_tested_sdk_versions() -> None:
     sdks = [
         requirement.split("==")
         for requirement in python["project"]["optional-dependencies"]["test"]
-        if requirement.startswith(("segment-", "rudder-"))
+        if requirement.startswith(
+            ("segment-", "rudder-", "posthog", "amplitude-", "mixpanel", "snowplow-")
+        )
     ]
-    assert len(sdks) == 2
+    assert len(sdks) == 6
     assert all(len(pin) == 2 for pin in sdks), "the Python SDKs are pinned exactly"
     for name, version in [*pinned_sdks().items(), *sdks]:
         assert f"`{name}` {version}" in section
