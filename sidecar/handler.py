@@ -100,10 +100,11 @@ class Pipeline:
         exchange.status = reply.status
         self._record(exchange)
         response = Response(status=reply.status, body=reply.body, headers=reply.headers)
-        response.headers.update(
-            allow_headers(exchange.stream, request, preflight=exchange.preflight)
-            or unknown_stream_cors(rules, endpoint, request, exchange.reason)
-        )
+        grant = allow_headers(exchange.stream, request, preflight=exchange.preflight)
+        if not grant and exchange.reason is Reason.UNKNOWN_STREAM:
+            grant = unknown_stream_cors(rules, endpoint, request, exchange.reason)
+        if grant:
+            response.headers.update(grant)
         response.headers["X-Request-Id"] = exchange.request_id
         return response
 

@@ -132,9 +132,9 @@ def _line(exchange: Exchange) -> str:
         # as counted in trackgate_rejections_total: the request's reason when it was
         # rejected whole, else each rejected command's (answered 200 or not)
         "rejections": _per_reason(exchange.rejection_reasons),
-        "stripped": _per_set(exchange.stripped),
-        "would_reject": _per_reason(exchange.would_reject),
-        "would_strip": _per_set(exchange.would_strip),
+        "stripped": _per_set(exchange.stripped) if exchange.stripped else {},
+        "would_reject": _per_reason(exchange.would_reject) if exchange.would_reject else {},
+        "would_strip": _per_set(exchange.would_strip) if exchange.would_strip else {},
         "duration_ms": round((time.monotonic() - exchange.started) * 1000, 3),
         "upstream_status": exchange.upstream_status,
     }
