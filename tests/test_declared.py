@@ -176,6 +176,20 @@ def test_an_event_type_pattern_and_pointers_tried_in_order(rules: Rules) -> None
     assert payload.commands[3].event_properties == ("se_ca", "se_la")
 
 
+def test_two_present_event_type_pointers_that_differ_make_the_command_malformed(
+    rules: Rules,
+) -> None:
+    ue = {"schema": "s", "data": {"schema": "iglu:com.acme/link/jsonschema/1-0-0", "data": {}}}
+    other = {**ue, "data": {"schema": "iglu:com.acme/secret/jsonschema/1-0-0", "data": {}}}
+    body = {"data": [
+        {"e": "ue", "duid": "d", "ue_pr": json.dumps(ue), "ue_px": _b64url(other)},
+        {"e": "ue", "duid": "d", "ue_pr": json.dumps(ue), "ue_px": _b64url(ue)},
+    ]}  # fmt: skip
+    payload = _decode(rules, "/lab/sp", body)
+    assert payload.commands[0].malformed == "two event types of the command differ"
+    assert payload.commands[1].event_type == "com.acme/link"
+
+
 # -- embedded JSON strings --------------------------------------------------------------------
 
 

@@ -87,6 +87,21 @@ async def test_events_are_judged_and_self_describing_data_kept_in_its_form(
     assert all(isinstance(v, str) for item in sent for v in item.values())
 
 
+async def test_an_event_with_both_ue_pr_and_ue_px_of_different_schemas_is_dropped(
+    snowplow: Sidecar, collector: Collector, http: aiohttp.ClientSession
+) -> None:
+    allowed = self_describing({"target": "/x"}, base64_on=False)
+    hidden = {
+        "schema": UNSTRUCT,
+        "data": {"schema": "iglu:com.acme/debug/jsonschema/1-0-0", "data": {"card": "4111"}},
+    }
+    both = {**allowed, "ue_px": base64.urlsafe_b64encode(json.dumps(hidden).encode()).decode()}
+    answer = await post(http, f"{snowplow.url}{TP2}", payload(both, event("pv")))
+    assert (answer.status, answer.body) == (200, b"ok")
+    assert answer.headers["X-Trackgate-Rejected"] == "1"
+    assert [item["e"] for item in collector.received[0].json["data"]] == ["pv"]
+
+
 async def test_every_event_rejected_is_200_ok_and_nothing_sent(
     snowplow: Sidecar, collector: Collector, http: aiohttp.ClientSession
 ) -> None:
