@@ -85,7 +85,6 @@ def test_an_excluded_key_of_a_container_is_no_property(rules: Rules) -> None:
         ({"name": 7, "anon": "a"}, "malformed_payload"),  # the discriminator: no case, otherwise
         ({"anon": "a"}, "malformed_payload"),  # no event type
         ({"name": "", "anon": "a"}, "malformed_payload"),
-        ({"name": "ping"}, "forwarded"),  # passthrough: never judged, no id needed
         ({"name": "identify", "anon": "a", "traits": {"lang": "de"}}, "forwarded"),
         ({"name": "view", "anon": "a", "props": [1]}, "malformed_payload"),
         ({"name": "view", "anon": "a", "props": "x"}, "malformed_payload"),
@@ -124,6 +123,25 @@ def test_a_body_without_its_command_arrays_is_malformed(rules: Rules) -> None:
         "/events must be an array"
     )
     assert judge(rules, "/lab/batch", [1])["request"]["message"] == "the body must be a JSON object"
+
+
+def test_request_level_ids_need_a_judged_command(rules: Rules) -> None:
+    only_passthrough = {"visitor": {"id": "v-1"}, "events": [{"name": "ping"}]}
+    assert judge(rules, "/lab/batch", only_passthrough)["request"] == {
+        "outcome": "rejected",
+        "status": 400,
+        "reason": "malformed_payload",
+        "message": "the body holds no judged commands",
+    }
+    body = {
+        "visitor": {"id": "v-1", "x": 1},
+        "events": [{"name": "secret", "anon": "a"}, {"name": "ping"}],
+    }
+    report = judge(rules, "/lab/batch", body)
+    assert outcomes(report) == ["event_type_denied", "forwarded"]
+    assert report["forwarded_body"] == {"visitor": {"x": 1}, "events": [{"name": "ping"}]}
+    passthrough = {"events": [{"name": "view", "anon": "a"}, {"name": "ping"}]}
+    assert outcomes(judge(rules, "/lab/batch", passthrough)) == ["forwarded", "forwarded"]
 
 
 @pytest.mark.parametrize(
@@ -585,6 +603,18 @@ streams:
 """
 
 
+def test_a_document_container_leaves_with_the_last_judged_command(tmp_path: Path) -> None:
+    rules = rules_of(tmp_path, PASSING)
+    body = {
+        "key": "sh-1",
+        "context": {"traits": {"email": "e@x"}, "ip": "1"},
+        "batch": [{"t": "secret", "a": "x"}, {"t": "ping"}],
+    }
+    report = judge(rules, "/shared", body, stream="shared")
+    assert outcomes(report) == ["event_type_denied", "forwarded"]
+    assert report["forwarded_body"] == {**body, "context": {"ip": "1"}, "batch": [{"t": "ping"}]}
+
+
 def test_a_document_container_is_every_commands_and_stripped_from_the_document(
     tmp_path: Path,
 ) -> None:
@@ -605,3 +635,12 @@ def test_a_document_container_is_every_commands_and_stripped_from_the_document(
     assert judge(rules, "/shared", bad, stream="shared")["request"]["message"] == (
         'context: key 0 folds to "traits"'
     )
+
+
+PASSING = SHARED.replace(
+    "        event_type: {pointer: /t}\n",
+    "        event_type: {pointer: /t}\n"
+    "        discriminator: /t\n"
+    "        cases: [{when: [ping], kind: passthrough}]\n"
+    "        otherwise: {}\n",
+)

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from sidecar.body import Body
-from sidecar.commands import Verdict
+from sidecar.commands import Command, Kind, Verdict
 from sidecar.credentials import basic_credentials
 from sidecar.dialects.base import Endpoint, Payload, RequestView, Template
 from sidecar.dialects.carriers import Base64Form, Base64Use, FormBody, split_form, wrap
@@ -31,7 +31,9 @@ from sidecar.dialects.declared_compile import Compiled
 from sidecar.dialects.declared_model import Layout, PlaceKind, Route, Source
 from sidecar.dialects.declared_read import (
     DocumentView,
+    Malformed,
     Plan,
+    names_in,
     read_command,
     rewrite_command,
     without_names,
@@ -193,8 +195,12 @@ class Declared:
                     raise _within(problem, source, index, single) from None
             groups.append(Group(source, len(items), len(batch), single))
             items.extend(batch)
-        if not groups or (not commands and (route.document_ids or route.document_containers)):
+        if not commands:  # (nothing judged: a root event beside an empty `batch`, say)
             raise Rejection(Reason.MALFORMED_PAYLOAD, "the body holds no commands")
+        if (route.document_ids or route.document_containers) and all(
+            command.kind is Kind.PASSTHROUGH for command in commands
+        ):  # request-level ids and names are judged only with a judged command
+            raise Rejection(Reason.MALFORMED_PAYLOAD, "the body holds no judged commands")
         if route.single and commands[0].malformed:
             raise Rejection(Reason.MALFORMED_PAYLOAD, commands[0].malformed)
         return DeclaredPayload(
@@ -215,7 +221,7 @@ class Declared:
         document = payload.document
         for group in payload.groups:
             document = _rewrite_group(document, group, payload.items, verdicts)
-        document = _strip_document(document, payload.route, verdicts)
+        document = _strip_document(document, payload.route, payload.commands, verdicts)
         data = wrap(dump_json(document), payload.envelope.base64)
         form = payload.envelope.form
         return form.with_value(data) if form is not None else data
@@ -338,22 +344,40 @@ def _drop_member(name: str) -> Any:
     return change
 
 
-def _strip_document(document: Any, route: Route, verdicts: Sequence[Verdict]) -> Any:
-    """Request-level ids and names stripped from any forwarded command leave the document."""
+def _strip_document(
+    document: Any, route: Route, commands: Sequence[Command], verdicts: Sequence[Verdict]
+) -> Any:
+    """Request-level ids and names stripped from any forwarded command leave the
+    document; all of them do when no judged (not passthrough) command is forwarded:
+    none accepted them."""
     if not route.document_ids and not route.document_containers:
         return document
+    embedded = route.document_embedded
+    opened = Opened(embedded)
     stripped: dict[SetName, set[str]] = {}
-    for verdict in verdicts:
-        if verdict.forwarded:
+    judged = False
+    for command, verdict in zip(commands, verdicts, strict=True):
+        if verdict.forwarded and command.kind is not Kind.PASSTHROUGH:
+            judged = True
             for set_name, names in verdict.stripped.items():
                 stripped.setdefault(set_name, set()).update(names)
     ids = stripped.get(SetName.CUSTOMER_IDS, set())
     for spec in route.document_ids:
-        if spec.type in ids and spec.pointer:
-            document = edit(document, spec.pointer[:-1], _drop_member(spec.pointer[-1]), {})
+        if (spec.type in ids or not judged) and spec.pointer:
+            document = edit(document, spec.pointer[:-1], _drop_member(spec.pointer[-1]), embedded)
     for container, customer in route.document_containers:
         found = stripped.get(SetName.CUSTOMER_PROPERTIES if customer else SetName.EVENT_PROPERTIES)
+        if not judged and container.pointer:  # the member, whatever it holds
+            drop = _drop_member(container.pointer[-1])
+            document = edit(document, container.pointer[:-1], drop, embedded)
+            continue
+        if not judged:  # the document itself
+            try:
+                found = set(names_in(container, resolve(document, (), opened)))
+            except Malformed:
+                problem = "the body is no property container"
+                raise Rejection(Reason.MALFORMED_PAYLOAD, problem) from None
         if found:
             change = without_names(container, frozenset(found))
-            document = edit(document, container.pointer, change, {})
+            document = edit(document, container.pointer, change, embedded)
     return document
