@@ -43,7 +43,7 @@ from sidecar.errors import Reason, Rejection
 from sidecar.jsoncodec import dump_json, parse_json
 from sidecar.reply import Reply
 from sidecar.rules import EdgeLimits, SetName, Stream, TokenPlace
-from sidecar.spelling import KeyProblem, check_query
+from sidecar.spelling import KeyProblem, check_query, fold
 
 
 @dataclass(frozen=True, slots=True)
@@ -131,8 +131,11 @@ class Declared:
 
     def stream_id(self, request: RequestView, endpoint: Endpoint, body: Body) -> str | None:
         """Every declared place's value; they must agree. Rejects: stream_id_conflict
-        (also for a query key spelled like the declared one)."""
+        (also for a query key spelled like the declared one), malformed_payload (a query
+        key named like the form field: checked here, where the query is seen)."""
         route = self._by_name[endpoint.name]
+        if route.form is not None:
+            _check_form_query(request.query, route.form)
         found: set[str] = set()
         in_body = False
         for place in route.stream_id:
@@ -256,6 +259,20 @@ def _open(route: Route, body: Body) -> tuple[Any, Envelope | None]:
     what = f"the form field {route.form!r}" if route.form is not None else "the body"
     data, base64 = route.wrapping.unwrap(text, what)
     return parse_json(data), Envelope(form, base64)
+
+
+def _check_form_query(query: Mapping[str, str], field: str) -> None:
+    """A form endpoint's query holds no parameter named like its form field, the
+    exact name included: a collector reading query and form as one (Flask's
+    `request.values`, PHP's `$_REQUEST`) may take it for the judged field, with
+    case folding or `[]` appended as for the form's own keys. Rejects:
+    malformed_payload."""
+    for key in query:
+        if fold(key).removesuffix("[]") == fold(field):
+            raise Rejection(
+                Reason.MALFORMED_PAYLOAD,
+                f"a query parameter is named like the form field {field!r}",
+            )
 
 
 def _root(route: Route) -> Source | None:
