@@ -5,8 +5,10 @@ sidecar (`trackgate explain`), with the `lab` declaration of tests/declared_lab.
 from __future__ import annotations
 
 import base64
+import gc
 import json
 from pathlib import Path
+from types import FrameType
 from typing import Any
 from urllib.parse import quote_plus, unquote_to_bytes
 
@@ -17,7 +19,7 @@ from sidecar.commands import FORWARD, Verdict
 from sidecar.errors import Reason, Rejection
 from sidecar.reply import Reply
 from sidecar.rules import Rules
-from tests.declared_lab import dialect_of, judge, lab_rules, rules_of, stream_id_of
+from tests.declared_lab import dialect_of, judge, lab_rules, request, rules_of, stream_id_of
 
 
 @pytest.fixture(scope="module")
@@ -386,6 +388,19 @@ def test_every_stream_id_place(
     rules: Rules, path: str, kwargs: dict[str, Any], body: bytes, found: str | None
 ) -> None:
     assert stream_id_of(rules, path, body, **kwargs) == found
+
+
+def test_a_carried_document_opened_for_the_stream_id_is_kept_by_its_body_only(
+    rules: Rules,
+) -> None:
+    endpoint = rules.router.match("/lab/form")
+    assert endpoint is not None
+    body = Body(b"data=" + _quote('{"name": "view", "anon": "a", "k": "lab-1"}'))
+    assert endpoint.dialect.stream_id(request("/lab/form"), endpoint, body) == "lab-1"
+    # a request rejected now (unknown_stream, origin) leaves its body to the collector
+    assert [r for r in gc.get_referrers(body) if not isinstance(r, FrameType)] == []
+    payload = endpoint.dialect.decode(endpoint, body, rules.streams[0], rules.server.limits)
+    assert payload.commands[0].event_type == "view" and body.carried is None
 
 
 @pytest.mark.parametrize(

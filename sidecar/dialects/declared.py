@@ -74,13 +74,6 @@ class DeclaredPayload(Payload):
     route: Route | None = None
 
 
-# The last carried document opened by `stream_id`, so `decode` of the same request
-# does not undo its form and base64 again (the two run back to back, without an
-# await between them: handler.py). Replaced by the next `stream_id`, cleared by
-# `decode`: it holds at most one request's body, never across requests it decoded.
-_OPENED: list[Any] = [None, None]
-
-
 class Declared:
     """A wire format declared in YAML."""
 
@@ -160,24 +153,23 @@ class Declared:
 
     def _opened(self, route: Route, body: Body) -> Any:
         """The document for a stream ID lookup (None when the body does not decode)."""
-        _OPENED[0] = _OPENED[1] = None
         try:
             document, envelope = _open(route, body)
         except Rejection:
             return None
-        if envelope is not None:
-            _OPENED[0], _OPENED[1] = body, (document, envelope)
+        if envelope is not None:  # for `decode`: the form and base64 undone once
+            body.carried = (document, envelope)
         return document
 
     def decode(self, endpoint: Endpoint, body: Body, stream: Stream, limits: EdgeLimits) -> Payload:
         """The commands of every declared source. Rejects: malformed_payload (also a
         look-alike key), payload_too_large (`max_names_per_object`)."""
         route = self._by_name[endpoint.name]
-        if _OPENED[0] is body:
-            document, envelope = _OPENED[1]
+        if body.carried is not None:
+            document, envelope = body.carried
+            body.carried = None
         else:
             document, envelope = _open(route, body)
-        _OPENED[0] = _OPENED[1] = None
         max_names = limits.max_names_per_object
         opened = Opened(route.document_embedded)
         if type(document) is dict:
