@@ -120,6 +120,23 @@ async def test_an_empty_batch_beside_an_event_is_refused(
     assert collector.received == []
 
 
+async def test_group_set_is_one_event_property_stripped_whole(
+    make_sidecar: StartSidecar, collector: Collector, http: aiohttp.ClientSession
+) -> None:
+    streams = STREAMS.replace("allow: [$pageview, signup]", "allow: [$groupidentify]").replace(
+        "deny: [card_number]", "deny: [$group_set]"
+    )
+    sidecar = await make_sidecar(streams=streams)
+    group = {"$group_type": "company", "$group_key": "c-1", "$group_set": {"name": "Acme"}}
+    body = batch(event("$groupidentify", properties=group))
+    answer = await post(http, f"{sidecar.url}/batch/", body)
+    assert answer.status == 200
+    assert collector.received[0].json["batch"][0]["properties"] == {
+        "$group_type": "company",
+        "$group_key": "c-1",
+    }
+
+
 async def test_an_unknown_key_is_refused_with_a_detail(
     posthog: Sidecar, collector: Collector, http: aiohttp.ClientSession
 ) -> None:
