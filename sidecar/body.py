@@ -21,14 +21,17 @@ _CHUNK = 64 * 1024
 
 
 class Body:
-    """A request body, decoded to bytes, parsed as JSON at most once and only on demand."""
+    """A request body, decoded to bytes, parsed as JSON at most once and only on demand.
+    `carried`: what a dialect made of a carried body (a declared dialect's form field
+    and base64 undone) in one stage, for the next: it lives as long as the request."""
 
-    __slots__ = ("_document", "_failure", "raw")
+    __slots__ = ("_document", "_failure", "carried", "raw")
 
     def __init__(self, raw: bytes) -> None:
         self.raw = raw
         self._document: Any = None
         self._failure: Rejection | None = None
+        self.carried: Any = None
 
     def document(self) -> Any:
         """The parsed JSON. Rejects: malformed_payload (the same one every time)."""

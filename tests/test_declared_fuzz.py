@@ -12,7 +12,7 @@ from typing import Any
 from urllib.parse import quote_plus
 
 import pytest
-from hypothesis import given, settings
+from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
 from sidecar.auth import Principal
@@ -134,6 +134,7 @@ def test_random_bytes_only_ever_reject(rules: Rules, data: st.DataObject) -> Non
 def test_decode_then_encode_of_what_is_allowed_changes_nothing(
     rules: Rules, events: list[dict[str, Any]]
 ) -> None:
+    assume(any(e["name"] != "ping" for e in events))  # only passthroughs: malformed (lab's visitor)
     for path, wrap in (("/lab/batch", False), ("/lab/b64url", True)):
         text = dump_json({"events": events})  # compact, as the rewrite writes it
         raw = base64.urlsafe_b64encode(text).rstrip(b"=") if wrap else text

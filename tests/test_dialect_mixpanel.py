@@ -136,6 +136,18 @@ async def test_a_rejected_request_is_status_0_and_nothing_sent(
     assert collector.received == []
 
 
+@pytest.mark.parametrize("query", ["data=x", "Data=x", "data%5B%5D=x", "verbose=1&DATA="])
+async def test_a_query_parameter_named_like_the_form_field_is_refused(
+    mixpanel: Sidecar, collector: Collector, http: aiohttp.ClientSession, query: str
+) -> None:
+    answer = await post(
+        http, f"{mixpanel.url}/track?{query}", raw=form(track("view")), headers=FORM
+    )
+    assert answer.status == 400
+    assert answer.json["error"].startswith("malformed_payload: ")
+    assert collector.received == []
+
+
 async def test_import_takes_the_same_form(
     mixpanel: Sidecar, collector: Collector, http: aiohttp.ClientSession
 ) -> None:

@@ -109,6 +109,34 @@ async def test_the_browser_endpoints_take_an_event_an_array_or_a_batch(
     assert collector.received[0].path_qs == path
 
 
+@pytest.mark.parametrize("path", ["/e/", "/capture/", "/batch/"])
+async def test_an_empty_batch_beside_an_event_is_refused(
+    posthog: Sidecar, collector: Collector, http: aiohttp.ClientSession, path: str
+) -> None:
+    # PostHog's capture reads a falsy `batch` as "one event": the body's own
+    body = {**event("debug", properties={"card_number": "4111"}), "api_key": KEY, "batch": []}
+    answer = await post(http, f"{posthog.url}{path}", body)
+    assert (answer.status, answer.json["code"]) == (400, "malformed_payload")
+    assert collector.received == []
+
+
+async def test_group_set_is_one_event_property_stripped_whole(
+    make_sidecar: StartSidecar, collector: Collector, http: aiohttp.ClientSession
+) -> None:
+    streams = STREAMS.replace("allow: [$pageview, signup]", "allow: [$groupidentify]").replace(
+        "deny: [card_number]", "deny: [$group_set]"
+    )
+    sidecar = await make_sidecar(streams=streams)
+    group = {"$group_type": "company", "$group_key": "c-1", "$group_set": {"name": "Acme"}}
+    body = batch(event("$groupidentify", properties=group))
+    answer = await post(http, f"{sidecar.url}/batch/", body)
+    assert answer.status == 200
+    assert collector.received[0].json["batch"][0]["properties"] == {
+        "$group_type": "company",
+        "$group_key": "c-1",
+    }
+
+
 async def test_an_unknown_key_is_refused_with_a_detail(
     posthog: Sidecar, collector: Collector, http: aiohttp.ClientSession
 ) -> None:

@@ -87,6 +87,52 @@ async def test_events_are_judged_and_self_describing_data_kept_in_its_form(
     assert all(isinstance(v, str) for item in sent for v in item.values())
 
 
+async def test_an_unpadded_ue_px_that_needed_no_padding_is_written_back_unpadded(
+    snowplow: Sidecar, collector: Collector, http: aiohttp.ClientSession
+) -> None:
+    # The JS tracker writes URL-safe base64 without padding; a text whose length is
+    # a multiple of 4 does not show it, and the rewrite follows the declaration.
+    kept = json.dumps(_envelope({"target": "/xy"}), separators=(",", ":")).encode()
+    assert len(kept) % 3  # the rewritten text needs padding
+    card = next(c for c in ("4" * n for n in range(1, 4)) if not len(_sent(c)) % 3)
+    sent_text = _sent(card)
+    ue_px = base64.urlsafe_b64encode(sent_text).decode()
+    assert "=" not in ue_px  # nothing shows whether the tracker pads
+    answer = await post(http, f"{snowplow.url}{TP2}", payload(event("ue", ue_px=ue_px)))
+    assert answer.status == 200
+    written = collector.received[0].json["data"][0]["ue_px"]
+    assert "=" not in written
+    assert unpack({"ue_px": written + "=" * (-len(written) % 4)})["data"]["data"] == {
+        "target": "/xy"
+    }
+
+
+def _sent(card: str) -> bytes:
+    return json.dumps(_envelope({"target": "/xy", "card_number": card})).encode()
+
+
+def _envelope(data: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "schema": UNSTRUCT,
+        "data": {"schema": "iglu:com.acme/link_click/jsonschema/1-0-0", "data": data},
+    }
+
+
+async def test_an_event_with_both_ue_pr_and_ue_px_of_different_schemas_is_dropped(
+    snowplow: Sidecar, collector: Collector, http: aiohttp.ClientSession
+) -> None:
+    allowed = self_describing({"target": "/x"}, base64_on=False)
+    hidden = {
+        "schema": UNSTRUCT,
+        "data": {"schema": "iglu:com.acme/debug/jsonschema/1-0-0", "data": {"card": "4111"}},
+    }
+    both = {**allowed, "ue_px": base64.urlsafe_b64encode(json.dumps(hidden).encode()).decode()}
+    answer = await post(http, f"{snowplow.url}{TP2}", payload(both, event("pv")))
+    assert (answer.status, answer.body) == (200, b"ok")
+    assert answer.headers["X-Trackgate-Rejected"] == "1"
+    assert [item["e"] for item in collector.received[0].json["data"]] == ["pv"]
+
+
 async def test_every_event_rejected_is_200_ok_and_nothing_sent(
     snowplow: Sidecar, collector: Collector, http: aiohttp.ClientSession
 ) -> None:

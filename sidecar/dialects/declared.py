@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from sidecar.body import Body
-from sidecar.commands import Verdict
+from sidecar.commands import Command, Kind, Verdict
 from sidecar.credentials import basic_credentials
 from sidecar.dialects.base import Endpoint, Payload, RequestView, Template
 from sidecar.dialects.carriers import Base64Form, Base64Use, FormBody, split_form, wrap
@@ -31,7 +31,9 @@ from sidecar.dialects.declared_compile import Compiled
 from sidecar.dialects.declared_model import Layout, PlaceKind, Route, Source
 from sidecar.dialects.declared_read import (
     DocumentView,
+    Malformed,
     Plan,
+    names_in,
     read_command,
     rewrite_command,
     without_names,
@@ -41,7 +43,7 @@ from sidecar.errors import Reason, Rejection
 from sidecar.jsoncodec import dump_json, parse_json
 from sidecar.reply import Reply
 from sidecar.rules import EdgeLimits, SetName, Stream, TokenPlace
-from sidecar.spelling import KeyProblem, check_query
+from sidecar.spelling import KeyProblem, check_query, fold
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,13 +72,6 @@ class DeclaredPayload(Payload):
     groups: tuple[Group, ...] = ()
     envelope: Envelope = Envelope()
     route: Route | None = None
-
-
-# The last carried document opened by `stream_id`, so `decode` of the same request
-# does not undo its form and base64 again (the two run back to back, without an
-# await between them: handler.py). Replaced by the next `stream_id`, cleared by
-# `decode`: it holds at most one request's body, never across requests it decoded.
-_OPENED: list[Any] = [None, None]
 
 
 class Declared:
@@ -129,8 +124,11 @@ class Declared:
 
     def stream_id(self, request: RequestView, endpoint: Endpoint, body: Body) -> str | None:
         """Every declared place's value; they must agree. Rejects: stream_id_conflict
-        (also for a query key spelled like the declared one)."""
+        (also for a query key spelled like the declared one), malformed_payload (a query
+        key named like the form field: checked here, where the query is seen)."""
         route = self._by_name[endpoint.name]
+        if route.form is not None:
+            _check_form_query(request.query, route.form)
         found: set[str] = set()
         in_body = False
         for place in route.stream_id:
@@ -155,24 +153,23 @@ class Declared:
 
     def _opened(self, route: Route, body: Body) -> Any:
         """The document for a stream ID lookup (None when the body does not decode)."""
-        _OPENED[0] = _OPENED[1] = None
         try:
             document, envelope = _open(route, body)
         except Rejection:
             return None
-        if envelope is not None:
-            _OPENED[0], _OPENED[1] = body, (document, envelope)
+        if envelope is not None:  # for `decode`: the form and base64 undone once
+            body.carried = (document, envelope)
         return document
 
     def decode(self, endpoint: Endpoint, body: Body, stream: Stream, limits: EdgeLimits) -> Payload:
         """The commands of every declared source. Rejects: malformed_payload (also a
         look-alike key), payload_too_large (`max_names_per_object`)."""
         route = self._by_name[endpoint.name]
-        if _OPENED[0] is body:
-            document, envelope = _OPENED[1]
+        if body.carried is not None:
+            document, envelope = body.carried
+            body.carried = None
         else:
             document, envelope = _open(route, body)
-        _OPENED[0] = _OPENED[1] = None
         max_names = limits.max_names_per_object
         opened = Opened(route.document_embedded)
         if type(document) is dict:
@@ -193,8 +190,12 @@ class Declared:
                     raise _within(problem, source, index, single) from None
             groups.append(Group(source, len(items), len(batch), single))
             items.extend(batch)
-        if not groups or (not commands and (route.document_ids or route.document_containers)):
+        if not commands:  # (nothing judged: a root event beside an empty `batch`, say)
             raise Rejection(Reason.MALFORMED_PAYLOAD, "the body holds no commands")
+        if (route.document_ids or route.document_containers) and all(
+            command.kind is Kind.PASSTHROUGH for command in commands
+        ):  # request-level ids and names are judged only with a judged command
+            raise Rejection(Reason.MALFORMED_PAYLOAD, "the body holds no judged commands")
         if route.single and commands[0].malformed:
             raise Rejection(Reason.MALFORMED_PAYLOAD, commands[0].malformed)
         return DeclaredPayload(
@@ -215,7 +216,7 @@ class Declared:
         document = payload.document
         for group in payload.groups:
             document = _rewrite_group(document, group, payload.items, verdicts)
-        document = _strip_document(document, payload.route, verdicts)
+        document = _strip_document(document, payload.route, payload.commands, verdicts)
         data = wrap(dump_json(document), payload.envelope.base64)
         form = payload.envelope.form
         return form.with_value(data) if form is not None else data
@@ -250,6 +251,20 @@ def _open(route: Route, body: Body) -> tuple[Any, Envelope | None]:
     what = f"the form field {route.form!r}" if route.form is not None else "the body"
     data, base64 = route.wrapping.unwrap(text, what)
     return parse_json(data), Envelope(form, base64)
+
+
+def _check_form_query(query: Mapping[str, str], field: str) -> None:
+    """A form endpoint's query holds no parameter named like its form field, the
+    exact name included: a collector reading query and form as one (Flask's
+    `request.values`, PHP's `$_REQUEST`) may take it for the judged field, with
+    case folding or `[]` appended as for the form's own keys. Rejects:
+    malformed_payload."""
+    for key in query:
+        if fold(key).removesuffix("[]") == fold(field):
+            raise Rejection(
+                Reason.MALFORMED_PAYLOAD,
+                f"a query parameter is named like the form field {field!r}",
+            )
 
 
 def _root(route: Route) -> Source | None:
@@ -338,22 +353,40 @@ def _drop_member(name: str) -> Any:
     return change
 
 
-def _strip_document(document: Any, route: Route, verdicts: Sequence[Verdict]) -> Any:
-    """Request-level ids and names stripped from any forwarded command leave the document."""
+def _strip_document(
+    document: Any, route: Route, commands: Sequence[Command], verdicts: Sequence[Verdict]
+) -> Any:
+    """Request-level ids and names stripped from any forwarded command leave the
+    document; all of them do when no judged (not passthrough) command is forwarded:
+    none accepted them."""
     if not route.document_ids and not route.document_containers:
         return document
+    embedded = route.document_embedded
+    opened = Opened(embedded)
     stripped: dict[SetName, set[str]] = {}
-    for verdict in verdicts:
-        if verdict.forwarded:
+    judged = False
+    for command, verdict in zip(commands, verdicts, strict=True):
+        if verdict.forwarded and command.kind is not Kind.PASSTHROUGH:
+            judged = True
             for set_name, names in verdict.stripped.items():
                 stripped.setdefault(set_name, set()).update(names)
     ids = stripped.get(SetName.CUSTOMER_IDS, set())
     for spec in route.document_ids:
-        if spec.type in ids and spec.pointer:
-            document = edit(document, spec.pointer[:-1], _drop_member(spec.pointer[-1]), {})
+        if (spec.type in ids or not judged) and spec.pointer:
+            document = edit(document, spec.pointer[:-1], _drop_member(spec.pointer[-1]), embedded)
     for container, customer in route.document_containers:
         found = stripped.get(SetName.CUSTOMER_PROPERTIES if customer else SetName.EVENT_PROPERTIES)
+        if not judged and container.pointer:  # the member, whatever it holds
+            drop = _drop_member(container.pointer[-1])
+            document = edit(document, container.pointer[:-1], drop, embedded)
+            continue
+        if not judged:  # the document itself
+            try:
+                found = set(names_in(container, resolve(document, (), opened)))
+            except Malformed:
+                problem = "the body is no property container"
+                raise Rejection(Reason.MALFORMED_PAYLOAD, problem) from None
         if found:
             change = without_names(container, frozenset(found))
-            document = edit(document, container.pointer, change, {})
+            document = edit(document, container.pointer, change, embedded)
     return document

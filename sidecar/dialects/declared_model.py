@@ -78,8 +78,9 @@ class Container:
 
 @dataclass(frozen=True, slots=True)
 class EventType:
-    """Where a command's event type is: a fixed value, or the first pointer present;
-    `pattern`'s first group, when given, is the event type."""
+    """Where a command's event type is: a fixed value, or the first pointer present
+    (any other present must hold the same value); `pattern`'s first group, when
+    given, is the event type."""
 
     pointers: tuple[Pointer, ...] = ()
     value: str | None = None

@@ -150,10 +150,12 @@ def _event_type(spec: EventType | None, values: list[Any]) -> str:
     if spec is None:
         raise Malformed("the command has no event type")
     value: object = spec.value
-    for slot in spec.slots:
-        value = values[slot]
-        if value is not None:
-            break
+    present = False
+    for slot in spec.slots:  # the first present; another present one must agree
+        if values[slot] is not None:
+            if present and values[slot] != value:
+                raise Malformed("two event types of the command differ")
+            value, present = values[slot], True
     if type(value) is not str or not value:
         raise Malformed("the event type must be a non-empty string")
     if spec.pattern is None:
