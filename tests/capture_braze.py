@@ -31,6 +31,7 @@ from tests.browser import (
 )
 from tests.harness import ROOT, Received, running_collector, sidecar_starter
 from tests.jwt_keys import Keys
+from tests.test_browser_braze import braze_stream
 
 KEY = "brz-api-key-0001"  # the stream of tests/test_dialect_braze.py
 USER = "u1"
@@ -70,21 +71,15 @@ APP = """([key, url, user, token]) => {
 
 
 def streams(keys: Keys, origin: str) -> str:
-    return f"""
-- name: capture
-  id: {KEY}
-  type: public
-  dialect: braze
-  cors: {{allowed_origins: ["{origin}"]}}
-  jwt:
-    kid_required: false
-    subject: {{claim: sub, id_type: user_id}}
-    keys: [{{kid: braze-1, alg: RS256, public_key: {{file: {keys.directory / "rs256.pem"}}}}}]
-  customer_ids: {{default: allow}}
-  event_types: {{default: allow}}
-  customer_properties: {{default: allow}}
-  event_properties: {{default: allow}}
+    return (
+        braze_stream("capture", KEY, keys, origin)
+        + """\
+  customer_ids: {default: allow}
+  event_types: {default: allow}
+  customer_properties: {default: allow}
+  event_properties: {default: allow}
 """
+    )
 
 
 def described(name: str, value: str) -> str:

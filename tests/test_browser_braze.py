@@ -30,10 +30,12 @@ KEY = "brz-web-api-key-0001"
 UNKNOWN_KEY = "brz-not-a-configured-key"
 
 
-def streams(keys: Keys, origin: str) -> str:
+def braze_stream(name: str, key: str, keys: Keys, origin: str) -> str:
+    """A braze stream for the page's origin, with the SDK's kid-less RS256 tokens
+    (`sub` = the user id); the permissions follow it."""
     return f"""
-- name: brz
-  id: {KEY}
+- name: {name}
+  id: {key}
   type: public
   dialect: braze
   cors: {{allowed_origins: ["{origin}"]}}
@@ -41,11 +43,19 @@ def streams(keys: Keys, origin: str) -> str:
     kid_required: false
     subject: {{claim: sub, id_type: user_id}}
     keys: [{{kid: braze-1, alg: RS256, public_key: {{file: {keys.directory / "rs256.pem"}}}}}]
-  customer_ids: {{default: deny, allow: [device_id, alias], signed_only: [user_id]}}
-  event_types: {{default: deny, allow: [session_start, session_end, Added To Cart], deny: [Debug]}}
-  customer_properties: {{default: deny, allow: [first_name, plan], signed_only: [email], deny: [password]}}
-  event_properties: {{default: allow, deny: [card_number]}}
 """
+
+
+def streams(keys: Keys, origin: str) -> str:
+    return (
+        braze_stream("brz", KEY, keys, origin)
+        + """\
+  customer_ids: {default: deny, allow: [device_id, alias], signed_only: [user_id]}
+  event_types: {default: deny, allow: [session_start, session_end, Added To Cart], deny: [Debug]}
+  customer_properties: {default: deny, allow: [first_name, plan], signed_only: [email], deny: [password]}
+  event_properties: {default: allow, deny: [card_number]}
+"""
+    )
 
 
 @pytest.fixture(scope="module")
