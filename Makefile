@@ -7,7 +7,7 @@ BIN     := $(VENV)/bin
 RUNTIME := $(VENV)/.runtime
 STAMP   := $(VENV)/.installed
 
-.PHONY: demo test lint typecheck unit tools sdks bench clean
+.PHONY: demo test lint typecheck unit unit-pure native tools sdks bench clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -21,10 +21,17 @@ $(STAMP): pyproject.toml | $(BIN)/python
 	$(BIN)/python -m pip install --quiet -e '.[test]'
 	@touch $(RUNTIME) $(STAMP)
 
-demo: $(RUNTIME)
+demo: $(RUNTIME) native
 	$(BIN)/trackgate demo
 
-test: $(STAMP) tools sdks lint typecheck unit
+test: $(STAMP) tools sdks native lint typecheck unit unit-pure
+
+# The optional compiled build (README "Performance"): mypyc compiles the per-request
+# modules in place (build_native.py; needs a C compiler, else trackgate stays pure
+# Python and this says so). Quick when nothing changed.
+native: $(RUNTIME)
+	@$(BIN)/python -m pip install --quiet 'setuptools>=77' 'mypy>=1.10'
+	$(BIN)/python build_native.py
 
 # Tools the tests use, from Debian, installed when missing and possible (root +
 # apt); the tests that need them fail in CI if they are still missing:
@@ -57,17 +64,28 @@ $(SDKS): tests/browser/package.json tests/browser/package-lock.json
 	else echo "npm is missing: the browser tests' SDKs (tests/browser/package.json) are not installed"; fi
 
 lint: $(STAMP)
-	$(BIN)/ruff check sidecar tests bench
-	$(BIN)/ruff format --check sidecar tests bench
+	$(BIN)/ruff check sidecar tests bench build_native.py
+	$(BIN)/ruff format --check sidecar tests bench build_native.py
 
 typecheck: $(STAMP)
-	$(BIN)/mypy --strict sidecar
+	$(BIN)/mypy --strict sidecar build_native.py
 
+# The whole suite runs on what `make native` built (compiled, or pure Python where it
+# could not build); `unit-pure` runs again every test of the code mypyc compiles, from
+# the sources (TRACKGATE_PURE_PYTHON), so both builds pass the same tests.
 unit: $(STAMP)
 	$(BIN)/pytest
 
+PURE_TESTS := tests/test_native.py tests/test_body.py tests/test_answers.py tests/test_fuzz.py \
+  tests/test_policy.py tests/test_permissions.py tests/test_spelling.py tests/test_carriers.py \
+  tests/test_handler.py tests/test_outcome.py tests/test_jwt.py tests/test_wycheproof.py \
+  $(wildcard tests/test_dialect_*.py) $(wildcard tests/test_declared*.py)
+unit-pure: $(STAMP)
+	TRACKGATE_PURE_PYTHON=1 $(BIN)/pytest $(PURE_TESTS)
+
 clean:
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache build *.egg-info
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache build *.egg-info sidecar/native.json
+	find sidecar -name '*.so' -delete
 
 # The benchmark (not part of `make test`): nginx and wrk from Debian when missing.
 bench: $(STAMP)

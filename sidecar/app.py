@@ -16,7 +16,7 @@ from aiohttp.http_parser import RawRequestMessage
 from aiohttp.streams import StreamReader
 from aiohttp.web_protocol import RequestHandler
 
-from sidecar import logs
+from sidecar import NATIVE, logs
 from sidecar.admin import admin_app
 from sidecar.connections import Connections, connection_cap
 from sidecar.edge import EdgeServer
@@ -128,6 +128,7 @@ async def serve(path: Path, rules: Rules) -> None:
         await admin.cleanup()
         raise
     settle_garbage_collector()
+    logs.event("build", compiled=NATIVE.compiled, detail=NATIVE.detail)
     logs.event(
         "listening",
         listen=f"{server.listen[0]}:{server.listen[1]}",

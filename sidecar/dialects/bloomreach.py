@@ -11,7 +11,7 @@ interprets, and their field names, are declared for the key-spelling guard
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
 from sidecar.body import Body
@@ -137,8 +137,8 @@ class Bloomreach:
     ) -> Reply:
         """The collector's `results` with the sidecar's own result at each rejected position."""
         if upstream is None:
-            results = [_own_result(v) for v in verdicts]
-            return Reply(200, dump_json({"success": True, "results": results}))
+            own = [_own_result(v) for v in verdicts]
+            return Reply(200, dump_json({"success": True, "results": own}))
         forwarded = sum(v.forwarded for v in verdicts)
         collected = _results(upstream, forwarded)
         if collected is None:
@@ -282,7 +282,7 @@ def _own_result(verdict: Verdict) -> dict[str, Any]:
     return {"success": False, "code": code, "errors": [verdict.message]}
 
 
-def _results(upstream: Reply, forwarded: int) -> tuple[dict[str, Any], Any] | None:
+def _results(upstream: Reply, forwarded: int) -> tuple[dict[str, Any], Iterator[Any]] | None:
     """The collector's document and an iterator over its results, when they line up."""
     if not 200 <= upstream.status < 300:
         return None
