@@ -18,7 +18,7 @@ keep their status with `{"error": code, "message": …}`.
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from sidecar.body import Body
@@ -126,20 +126,22 @@ class Braze:
         operation whose attribute is stripped is removed; a stripped `device_id`
         leaves the request, and so do the request's own ids when stripped or when
         the request's command is rejected (`device_id` then stays only if a
-        forwarded item was judged with it). A companion's body changes only so."""
+        forwarded item was judged with it). A companion's body changes only so.
+        Items are stripped in place (the document is the request's own); the
+        envelope and its arrays are copied (`explain` encodes one request twice)."""
         out = dict(payload.document)
         commands, gone = payload.commands, set[str]()
         if payload.items and payload.items[0] is payload.document:  # the request's ids
             gone = _gone(commands[0], verdicts[0], commands[1:], verdicts[1:])
-            verdicts, commands = verdicts[1:], commands[1:]
+            verdicts = verdicts[1:]
         if payload.endpoint.name == "data":
-            order = iter(verdicts)  # the items are events[] then attributes[], in order
+            start = 0  # the items are events[] then attributes[], in order
             for array in ARRAYS:
-                if isinstance(out.get(array), list):
-                    judged = [(item, next(order)) for item in out[array]]
-                    out[array] = [_strip(item, v) for item, v in judged if _kept(item, v)]
-        for verdict in verdicts:  # a type stripped from an item leaves the request too
-            gone.update(_REQUEST_IDS.intersection(verdict.stripped.get(SetName.CUSTOMER_IDS, ())))
+                items = out.get(array)
+                if isinstance(items, list):
+                    end = start + len(items)
+                    out[array] = _forwarded(items, verdicts[start:end], gone)
+                    start = end
         for id_type in gone:
             out.pop(id_type, None)
         if gone and isinstance(out.get("respond_with"), dict):
@@ -196,31 +198,51 @@ def _gone(
     }
 
 
-def _kept(item: Any, verdict: Verdict) -> bool:
-    """Forwarded, and not an attribute operation on a stripped attribute."""
-    if not verdict.forwarded:
-        return False
-    if isinstance(item, dict) and item.get("name") in ATTRIBUTE_OPS:
-        return not verdict.stripped.get(SetName.CUSTOMER_PROPERTIES)
-    return True
+def _forwarded(items: list[Any], verdicts: Sequence[Verdict], gone: set[str]) -> list[Any]:
+    """The forwarded items, stripped in place: not the rejected ones, nor an attribute
+    operation on a stripped attribute. A request-level id type stripped from an
+    item is added to `gone`: it leaves the request too."""
+    kept: list[Any] = []
+    append, ids_set, customer_set = kept.append, SetName.CUSTOMER_IDS, SetName.CUSTOMER_PROPERTIES
+    for item, verdict in zip(items, verdicts, strict=True):
+        if verdict.modified:
+            stripped = verdict.stripped
+            ids = stripped.get(ids_set)
+            if ids:
+                gone.update(_REQUEST_IDS.intersection(ids))
+            if not verdict.forwarded or (
+                type(item) is dict
+                and item.get("name") in ATTRIBUTE_OPS
+                and stripped.get(customer_set)
+            ):
+                continue
+            _strip(item, stripped)
+        elif not verdict.forwarded:
+            continue
+        append(item)
+    return kept
 
 
-def _strip(item: Any, verdict: Verdict) -> Any:
-    if not verdict.modified or not isinstance(item, dict):
-        return item
-    ids = verdict.stripped.get(SetName.CUSTOMER_IDS, ())
-    out = {key: value for key, value in item.items() if key not in ids or key == "device_id"}
-    customer = set(verdict.stripped.get(SetName.CUSTOMER_PROPERTIES, ()))
-    events = set(verdict.stripped.get(SetName.EVENT_PROPERTIES, ()))
+def _strip(item: Any, stripped: Mapping[SetName, tuple[str, ...]]) -> None:
+    """Removes the stripped ids (but `device_id`, the request's) and names from an item."""
+    if type(item) is not dict:
+        return
+    ids = stripped.get(SetName.CUSTOMER_IDS)
+    if ids:
+        _drop(item, [id_type for id_type in ids if id_type != "device_id"])
     if "name" in item:  # an event: its properties are in data.p (ce) or data.pr (p)
+        events = stripped.get(SetName.EVENT_PROPERTIES)
         data = item.get("data")
-        if events and isinstance(data, dict):
-            field = "pr" if item["name"] == "p" else "p"
-            if isinstance(data.get(field), dict):
-                kept = {k: v for k, v in data[field].items() if k not in events}
-                out["data"] = {**data, field: kept}
-        return out
-    out = {k: v for k, v in out.items() if k not in customer or k in _ATTRIBUTE_FIELDS}
-    if customer and isinstance(item.get("custom"), dict):
-        out["custom"] = {k: v for k, v in item["custom"].items() if k not in customer}
-    return out
+        if events and type(data) is dict:
+            _drop(data.get("pr" if item["name"] == "p" else "p"), events)
+        return
+    customer = stripped.get(SetName.CUSTOMER_PROPERTIES)
+    if customer:
+        _drop(item, [name for name in customer if name not in _ATTRIBUTE_FIELDS])
+        _drop(item.get("custom"), customer)
+
+
+def _drop(container: object, names: Iterable[str]) -> None:
+    if type(container) is dict:
+        for name in names:
+            container.pop(name, None)
