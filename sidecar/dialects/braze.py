@@ -47,6 +47,11 @@ _COMPANION = re.compile(r"^/api/v3/[A-Za-z0-9_.~-]+(/[A-Za-z0-9_.~-]+)*/?$")
 _JSON = {"Content-Type": "application/json"}
 _ATTRIBUTE_FIELDS = frozenset({"user_id", "alias", "custom"})
 _REQUEST_IDS = frozenset({"device_id", "user_id", "alias"})  # top level, respond_with
+# Read per stripped item: an enum member read through its class costs a metaclass
+# __getattr__ (EnumType's) each time; a module constant does not.
+_CUSTOMER_IDS = SetName.CUSTOMER_IDS
+_CUSTOMER_PROPERTIES = SetName.CUSTOMER_PROPERTIES
+_EVENT_PROPERTIES = SetName.EVENT_PROPERTIES
 # The SDK authentication error codes Braze's own backend answers (its SDK docs).
 AUTH_ERROR_CODES: Mapping[Reason, int] = {
     Reason.TOKEN_EXP_MISSING: 10,
@@ -203,17 +208,17 @@ def _forwarded(items: list[Any], verdicts: Sequence[Verdict], gone: set[str]) ->
     operation on a stripped attribute. A request-level id type stripped from an
     item is added to `gone`: it leaves the request too."""
     kept: list[Any] = []
-    append, ids_set, customer_set = kept.append, SetName.CUSTOMER_IDS, SetName.CUSTOMER_PROPERTIES
+    append = kept.append
     for item, verdict in zip(items, verdicts, strict=True):
         if verdict.modified:
             stripped = verdict.stripped
-            ids = stripped.get(ids_set)
+            ids = stripped.get(_CUSTOMER_IDS)
             if ids:
                 gone.update(_REQUEST_IDS.intersection(ids))
             if not verdict.forwarded or (
                 type(item) is dict
                 and item.get("name") in ATTRIBUTE_OPS
-                and stripped.get(customer_set)
+                and stripped.get(_CUSTOMER_PROPERTIES)
             ):
                 continue
             _strip(item, stripped)
@@ -227,16 +232,16 @@ def _strip(item: Any, stripped: Mapping[SetName, tuple[str, ...]]) -> None:
     """Removes the stripped ids (but `device_id`, the request's) and names from an item."""
     if type(item) is not dict:
         return
-    ids = stripped.get(SetName.CUSTOMER_IDS)
+    ids = stripped.get(_CUSTOMER_IDS)
     if ids:
         _drop(item, [id_type for id_type in ids if id_type != "device_id"])
     if "name" in item:  # an event: its properties are in data.p (ce) or data.pr (p)
-        events = stripped.get(SetName.EVENT_PROPERTIES)
+        events = stripped.get(_EVENT_PROPERTIES)
         data = item.get("data")
         if events and type(data) is dict:
             _drop(data.get("pr" if item["name"] == "p" else "p"), events)
         return
-    customer = stripped.get(SetName.CUSTOMER_PROPERTIES)
+    customer = stripped.get(_CUSTOMER_PROPERTIES)
     if customer:
         _drop(item, [name for name in customer if name not in _ATTRIBUTE_FIELDS])
         _drop(item.get("custom"), customer)
