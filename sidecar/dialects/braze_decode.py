@@ -125,24 +125,29 @@ def decode_data(document: dict[str, Any], max_names: int) -> tuple[list[Any], li
 def _events(
     events: list[Any], shared: Mapping[str, object], max_names: int, commands: list[Command]
 ) -> None:
-    """Appends the command of each event. The SDK's custom event with the request's
-    ids (nearly every event of a flush) is checked inline: the spelling guard's
-    fast path as C-level subset tests, the request's ids shared, not copied (no
-    command's ids are ever changed); anything else takes `_event`, which says
-    what is wrong. Rejects (KeyProblem): malformed_payload, payload_too_large."""
+    """Appends the command of each event. The SDK's custom event (nearly every event
+    of a flush) is checked inline: the spelling guard's fast path as C-level subset
+    tests; its ids are the request's, or those and its `user_id`, one mapping per
+    user shared by their events (no command's ids are ever changed). Anything else
+    takes `_event`, which says what is wrong. Rejects (KeyProblem):
+    malformed_payload, payload_too_large."""
     append, event, event_safe, data_safe, names_safe = (
         commands.append, Kind.EVENT, _EVENT_SAFE, _CUSTOM_EVENT_SAFE, _NAMES_SAFE
     )  # fmt: skip
+    users: dict[str, Mapping[str, object]] = {}  # user_id → the ids of its events
     for index, item in enumerate(events):
         if (
             type(item) is dict
             and item.get("name") == "ce"
             and event_safe.issuperset(item)
-            and "user_id" not in item
             and "alias" not in item
         ):
-            data = item.get("data")
-            if type(data) is dict and data_safe.issuperset(data):
+            user_id, data = item.get("user_id"), item.get("data")
+            if (
+                (user_id is None or type(user_id) is str)
+                and type(data) is dict
+                and data_safe.issuperset(data)
+            ):
                 name, props = data.get("n"), data.get("p")
                 if (
                     type(name) is str
@@ -151,8 +156,14 @@ def _events(
                     and len(props) <= max_names
                     and names_safe.issuperset(props)
                 ):
+                    if user_id is None:
+                        ids = shared
+                    elif user_id in users:
+                        ids = users[user_id]
+                    else:
+                        ids = users[user_id] = {**shared, "user_id": user_id}
                     properties = tuple(props)
-                    append(_new_command(Command, (event, shared, name, (), properties, None)))
+                    append(_new_command(Command, (event, ids, name, (), properties, None)))
                     continue
         try:
             append(_event(item, shared, max_names))
