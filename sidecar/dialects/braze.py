@@ -145,7 +145,7 @@ class Braze:
                 items = out.get(array)
                 if isinstance(items, list):
                     end = start + len(items)
-                    out[array] = _forwarded(items, verdicts[start:end], gone)
+                    out[array] = _forwarded(items, verdicts[start:end], gone, array == "events")
                     start = end
         for id_type in gone:
             out.pop(id_type, None)
@@ -203,10 +203,13 @@ def _gone(
     }
 
 
-def _forwarded(items: list[Any], verdicts: Sequence[Verdict], gone: set[str]) -> list[Any]:
-    """The forwarded items, stripped in place: not the rejected ones, nor an attribute
-    operation on a stripped attribute. A request-level id type stripped from an
-    item is added to `gone`: it leaves the request too."""
+def _forwarded(
+    items: list[Any], verdicts: Sequence[Verdict], gone: set[str], events: bool
+) -> list[Any]:
+    """The forwarded items of `events[]` (`events`) or `attributes[]`, stripped in
+    place: not the rejected ones, nor an attribute operation (an event) on a
+    stripped attribute. A request-level id type stripped from an item is added to
+    `gone`: it leaves the request too."""
     kept: list[Any] = []
     append = kept.append
     for item, verdict in zip(items, verdicts, strict=True):
@@ -216,30 +219,32 @@ def _forwarded(items: list[Any], verdicts: Sequence[Verdict], gone: set[str]) ->
             if ids:
                 gone.update(_REQUEST_IDS.intersection(ids))
             if not verdict.forwarded or (
-                type(item) is dict
+                events
+                and type(item) is dict
                 and item.get("name") in ATTRIBUTE_OPS
                 and stripped.get(_CUSTOMER_PROPERTIES)
             ):
                 continue
-            _strip(item, stripped)
+            _strip(item, stripped, events)
         elif not verdict.forwarded:
             continue
         append(item)
     return kept
 
 
-def _strip(item: Any, stripped: Mapping[SetName, tuple[str, ...]]) -> None:
-    """Removes the stripped ids (but `device_id`, the request's) and names from an item."""
+def _strip(item: Any, stripped: Mapping[SetName, tuple[str, ...]], event: bool) -> None:
+    """Removes the stripped ids (but `device_id`, the request's) and names from an
+    event or an attributes item (whose keys may include `name`: an attribute)."""
     if type(item) is not dict:
         return
     ids = stripped.get(_CUSTOMER_IDS)
     if ids:
         _drop(item, [id_type for id_type in ids if id_type != "device_id"])
-    if "name" in item:  # an event: its properties are in data.p (ce) or data.pr (p)
+    if event:  # its properties are in data.p (ce) or data.pr (p)
         events = stripped.get(_EVENT_PROPERTIES)
         data = item.get("data")
         if events and type(data) is dict:
-            _drop(data.get("pr" if item["name"] == "p" else "p"), events)
+            _drop(data.get("pr" if item.get("name") == "p" else "p"), events)
         return
     customer = stripped.get(_CUSTOMER_PROPERTIES)
     if customer:
