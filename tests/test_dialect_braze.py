@@ -182,6 +182,32 @@ async def test_events_and_attributes_are_judged_and_rewritten(
     assert counted(braze, "event_type_denied") == 1
 
 
+@pytest.mark.parametrize(
+    ("item", "forwarded"),
+    [
+        (  # `name` is an attribute here, not an event's code: the rest is still stripped
+            {"name": "Ann", "first_name": "Ann", "password": "pw", "custom": {"password": "p"}},
+            {"first_name": "Ann", "custom": {}},
+        ),
+        (  # nor an attribute operation, removed whole when its attribute is stripped
+            {"name": "set", "first_name": "Ann", "password": "pw"},
+            {"first_name": "Ann"},
+        ),
+    ],
+    ids=["name", "operation-name"],
+)
+async def test_an_attributes_item_is_stripped_whatever_its_keys(
+    braze: Sidecar,
+    collector: Collector,
+    http: aiohttp.ClientSession,
+    item: dict[str, Any],
+    forwarded: dict[str, Any],
+) -> None:
+    answer = await send(http, braze, flush(attributes=[item]))
+    assert answer.status == 200, answer.body
+    assert collector.received[0].json == flush(attributes=[forwarded])
+
+
 async def test_an_unmodified_flush_is_forwarded_byte_for_byte(
     braze: Sidecar, collector: Collector, http: aiohttp.ClientSession
 ) -> None:

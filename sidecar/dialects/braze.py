@@ -18,7 +18,7 @@ keep their status with `{"error": code, "message": …}`.
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from sidecar.body import Body
@@ -47,6 +47,11 @@ _COMPANION = re.compile(r"^/api/v3/[A-Za-z0-9_.~-]+(/[A-Za-z0-9_.~-]+)*/?$")
 _JSON = {"Content-Type": "application/json"}
 _ATTRIBUTE_FIELDS = frozenset({"user_id", "alias", "custom"})
 _REQUEST_IDS = frozenset({"device_id", "user_id", "alias"})  # top level, respond_with
+# Read per stripped item: an enum member read through its class costs a metaclass
+# __getattr__ (EnumType's) each time; a module constant does not.
+_CUSTOMER_IDS = SetName.CUSTOMER_IDS
+_CUSTOMER_PROPERTIES = SetName.CUSTOMER_PROPERTIES
+_EVENT_PROPERTIES = SetName.EVENT_PROPERTIES
 # The SDK authentication error codes Braze's own backend answers (its SDK docs).
 AUTH_ERROR_CODES: Mapping[Reason, int] = {
     Reason.TOKEN_EXP_MISSING: 10,
@@ -126,20 +131,22 @@ class Braze:
         operation whose attribute is stripped is removed; a stripped `device_id`
         leaves the request, and so do the request's own ids when stripped or when
         the request's command is rejected (`device_id` then stays only if a
-        forwarded item was judged with it). A companion's body changes only so."""
+        forwarded item was judged with it). A companion's body changes only so.
+        Items are stripped in place (the document is the request's own); the
+        envelope and its arrays are copied (`explain` encodes one request twice)."""
         out = dict(payload.document)
         commands, gone = payload.commands, set[str]()
         if payload.items and payload.items[0] is payload.document:  # the request's ids
             gone = _gone(commands[0], verdicts[0], commands[1:], verdicts[1:])
-            verdicts, commands = verdicts[1:], commands[1:]
+            verdicts = verdicts[1:]
         if payload.endpoint.name == "data":
-            order = iter(verdicts)  # the items are events[] then attributes[], in order
+            start = 0  # the items are events[] then attributes[], in order
             for array in ARRAYS:
-                if isinstance(out.get(array), list):
-                    judged = [(item, next(order)) for item in out[array]]
-                    out[array] = [_strip(item, v) for item, v in judged if _kept(item, v)]
-        for verdict in verdicts:  # a type stripped from an item leaves the request too
-            gone.update(_REQUEST_IDS.intersection(verdict.stripped.get(SetName.CUSTOMER_IDS, ())))
+                items = out.get(array)
+                if isinstance(items, list):
+                    end = start + len(items)
+                    out[array] = _forwarded(items, verdicts[start:end], gone, array == "events")
+                    start = end
         for id_type in gone:
             out.pop(id_type, None)
         if gone and isinstance(out.get("respond_with"), dict):
@@ -196,31 +203,56 @@ def _gone(
     }
 
 
-def _kept(item: Any, verdict: Verdict) -> bool:
-    """Forwarded, and not an attribute operation on a stripped attribute."""
-    if not verdict.forwarded:
-        return False
-    if isinstance(item, dict) and item.get("name") in ATTRIBUTE_OPS:
-        return not verdict.stripped.get(SetName.CUSTOMER_PROPERTIES)
-    return True
+def _forwarded(
+    items: list[Any], verdicts: Sequence[Verdict], gone: set[str], events: bool
+) -> list[Any]:
+    """The forwarded items of `events[]` (`events`) or `attributes[]`, stripped in
+    place: not the rejected ones, nor an attribute operation (an event) on a
+    stripped attribute. A request-level id type stripped from an item is added to
+    `gone`: it leaves the request too."""
+    kept: list[Any] = []
+    append = kept.append
+    for item, verdict in zip(items, verdicts, strict=True):
+        if verdict.modified:
+            stripped = verdict.stripped
+            ids = stripped.get(_CUSTOMER_IDS)
+            if ids:
+                gone.update(_REQUEST_IDS.intersection(ids))
+            if not verdict.forwarded or (
+                events
+                and type(item) is dict
+                and item.get("name") in ATTRIBUTE_OPS
+                and stripped.get(_CUSTOMER_PROPERTIES)
+            ):
+                continue
+            _strip(item, stripped, events)
+        elif not verdict.forwarded:
+            continue
+        append(item)
+    return kept
 
 
-def _strip(item: Any, verdict: Verdict) -> Any:
-    if not verdict.modified or not isinstance(item, dict):
-        return item
-    ids = verdict.stripped.get(SetName.CUSTOMER_IDS, ())
-    out = {key: value for key, value in item.items() if key not in ids or key == "device_id"}
-    customer = set(verdict.stripped.get(SetName.CUSTOMER_PROPERTIES, ()))
-    events = set(verdict.stripped.get(SetName.EVENT_PROPERTIES, ()))
-    if "name" in item:  # an event: its properties are in data.p (ce) or data.pr (p)
+def _strip(item: Any, stripped: Mapping[SetName, tuple[str, ...]], event: bool) -> None:
+    """Removes the stripped ids (but `device_id`, the request's) and names from an
+    event or an attributes item (whose keys may include `name`: an attribute)."""
+    if type(item) is not dict:
+        return
+    ids = stripped.get(_CUSTOMER_IDS)
+    if ids:
+        _drop(item, [id_type for id_type in ids if id_type != "device_id"])
+    if event:  # its properties are in data.p (ce) or data.pr (p)
+        events = stripped.get(_EVENT_PROPERTIES)
         data = item.get("data")
-        if events and isinstance(data, dict):
-            field = "pr" if item["name"] == "p" else "p"
-            if isinstance(data.get(field), dict):
-                kept = {k: v for k, v in data[field].items() if k not in events}
-                out["data"] = {**data, field: kept}
-        return out
-    out = {k: v for k, v in out.items() if k not in customer or k in _ATTRIBUTE_FIELDS}
-    if customer and isinstance(item.get("custom"), dict):
-        out["custom"] = {k: v for k, v in item["custom"].items() if k not in customer}
-    return out
+        if events and type(data) is dict:
+            _drop(data.get("pr" if item.get("name") == "p" else "p"), events)
+        return
+    customer = stripped.get(_CUSTOMER_PROPERTIES)
+    if customer:
+        _drop(item, [name for name in customer if name not in _ATTRIBUTE_FIELDS])
+        _drop(item.get("custom"), customer)
+
+
+def _drop(container: object, names: Iterable[str]) -> None:
+    if type(container) is dict:
+        for name in names:
+            container.pop(name, None)

@@ -52,6 +52,11 @@ _SINGLE = re.compile(r"^/v1/(track|identify|page|screen|group|alias|[tipsga])$")
 _BATCH_PATHS = {"/v1/batch": "batch", "/v1/b": "batch", "/v1/import": "import"}
 _BEACON_PATH = "/beacon/v1/batch"
 REJECTED_HEADER = "X-Trackgate-Rejected"
+# Read per stripped message: an enum member read through its class costs a
+# metaclass __getattr__ (EnumType's) each time; a module constant does not.
+_CUSTOMER_IDS = SetName.CUSTOMER_IDS
+_CUSTOMER_PROPERTIES = SetName.CUSTOMER_PROPERTIES
+_EVENT_PROPERTIES = SetName.EVENT_PROPERTIES
 _LIMITS_SCHEMA = {
     "description": "Segment streams only: Segment's size limits; larger messages or "
     "batches get 413.",
@@ -181,22 +186,20 @@ class Segment:
         """The forwarded messages with stripped ids, traits and properties removed."""
         document = payload.document
         if payload.is_single:
-            return dump_json(_strip(document, payload.endpoint.name, verdicts[0]))
-        batch = [
-            _strip(item, item["type"], verdict) if verdict.modified else item
-            for item, verdict in zip(payload.items, verdicts, strict=True)
-            if verdict.forwarded
-        ]
-        out = {**document, "batch": batch}
-        shared = {
-            name
-            for verdict in verdicts
-            if verdict.forwarded
-            for name in verdict.stripped.get(SetName.CUSTOMER_PROPERTIES, ())
-        }
+            _strip(document, payload.endpoint.name, verdicts[0].stripped)
+            return dump_json(document)
+        batch: list[Any] = []
+        append, shared = batch.append, set[str]()
+        for item, verdict in zip(payload.items, verdicts, strict=True):
+            if verdict.forwarded:
+                if verdict.modified:
+                    customer = _strip(item, item["type"], verdict.stripped)
+                    if customer:
+                        shared.update(customer)
+                append(item)
         if shared:
             _drop_traits(document.get("context"), shared)
-        return dump_json(out)
+        return dump_json({**document, "batch": batch})
 
     def answer_batch(
         self, payload: Payload, verdicts: Sequence[Verdict], upstream: Reply | None
@@ -232,26 +235,30 @@ class Segment:
         return f"/v1/{message_type if message_type in MESSAGE_TYPES else 'track'}"
 
 
-def _strip(message: dict[str, Any], message_type: str, verdict: Verdict) -> dict[str, Any]:
-    """`message` without the verdict's stripped ids, traits and properties (removed in
-    place: the document is the request's own, `Dialect.encode`)."""
-    stripped = verdict.stripped
-    ids = stripped.get(SetName.CUSTOMER_IDS)
+def _strip(
+    message: dict[str, Any], message_type: str, stripped: Mapping[SetName, tuple[str, ...]]
+) -> tuple[str, ...] | None:
+    """Removes the stripped ids, traits and properties from `message`, in place (the
+    document is the request's own, `Dialect.encode`); returns the stripped traits."""
+    ids = stripped.get(_CUSTOMER_IDS)
     if ids:
         for field, id_type in ID_FIELDS.items():
             if id_type in ids:
                 message.pop(field, None)
-    customer = stripped.get(SetName.CUSTOMER_PROPERTIES)
+    customer = stripped.get(_CUSTOMER_PROPERTIES)
     if customer:
         _drop_traits(message.get("context"), customer)
         if message_type == "identify":
             _drop(message.get("traits"), customer)
-    events = stripped.get(SetName.EVENT_PROPERTIES)
+    events = stripped.get(_EVENT_PROPERTIES)
     if events:
-        _drop(message.get("properties"), events)
+        properties = message.get("properties")
+        if type(properties) is dict:  # `_drop`, inline: nearly every stripped message
+            for name in events:
+                properties.pop(name, None)
         if message_type == "group":
             _drop(message.get("traits"), events)
-    return message
+    return customer
 
 
 def _drop_traits(context: object, names: Iterable[str]) -> None:
@@ -267,11 +274,12 @@ def _drop(container: object, names: Iterable[str]) -> None:
 
 def _write_keys(document: Mapping[str, Any], endpoint: Endpoint) -> set[str]:
     keys = {document["writeKey"]} if isinstance(document.get("writeKey"), str) else set()
-    if endpoint.is_batch and isinstance(document.get("batch"), list):
-        keys.update(
-            m["writeKey"]
-            for m in document["batch"]
-            if isinstance(m, dict) and isinstance(m.get("writeKey"), str)
-        )
+    batch = document.get("batch")
+    if endpoint.is_batch and type(batch) is list:
+        for message in batch:
+            if type(message) is dict:
+                key = message.get("writeKey")
+                if type(key) is str:
+                    keys.add(key)
     keys.discard("")
     return keys
