@@ -35,6 +35,10 @@ _BATCH_NAMES = {
     "customers": Kind.CUSTOMER,
     "system/time": Kind.PASSTHROUGH,
 }
+# Enum members as module constants: on CPython 3.11 `Kind.EVENT` is a metaclass
+# attribute lookup (~0.3 µs), a module global ~0.02 µs; the batch path reads them per command.
+_CUSTOMER, _PASSTHROUGH_KIND = Kind.CUSTOMER, Kind.PASSTHROUGH
+_CUSTOMER_IDS = SetName.CUSTOMER_IDS
 _PASSTHROUGH = Command(Kind.PASSTHROUGH)
 _NOT_A_COMMAND = Command(
     Kind.EVENT, malformed=f"a batch command needs a name of {', '.join(_BATCH_NAMES)} and data"
@@ -175,7 +179,7 @@ def decode_command(kind: Kind, data: object, max_names: int) -> Command:
     The well-formed case is checked inline (it is every command of every batch);
     `_shape_problem` says what is wrong otherwise. Rejects (KeyProblem):
     malformed_payload for a misspelled key, payload_too_large."""
-    if kind is Kind.PASSTHROUGH:
+    if kind is _PASSTHROUGH_KIND:
         return _PASSTHROUGH
     if type(data) is dict:
         ids, properties = data.get("customer_ids"), data.get("properties")
@@ -193,7 +197,7 @@ def decode_command(kind: Kind, data: object, max_names: int) -> Command:
             for value in ids.values():
                 if type(value) is not str:
                     return Command(kind, malformed="customer_ids values must be strings")
-            if kind is Kind.CUSTOMER:
+            if kind is _CUSTOMER:
                 return _new_command(Command, (kind, ids, None, names, (), None))
             event_type, timestamp = data.get("event_type"), data.get("timestamp")
             if (
@@ -256,7 +260,7 @@ def _decode_item(item: object, max_names: int) -> Command:
     kind = _BATCH_NAMES.get(name) if type(name) is str else None
     if kind is None:
         return _NOT_A_COMMAND
-    if kind is not Kind.PASSTHROUGH and "data" not in item:
+    if kind is not _PASSTHROUGH_KIND and "data" not in item:
         return Command(kind, malformed="a batch command needs a data object")
     try:
         return decode_command(kind, item.get("data"), max_names)
@@ -267,14 +271,16 @@ def _decode_item(item: object, max_names: int) -> Command:
 def _strip(kind: Kind, data: dict[str, Any], verdict: Verdict) -> None:
     """Removes the verdict's stripped ids and properties from a command's `data`."""
     stripped = verdict.stripped
-    for field, names in (
-        ("customer_ids", stripped.get(SetName.CUSTOMER_IDS)),
-        ("properties", stripped.get(_PROPERTIES[kind])),
-    ):
-        if names:
-            container = data[field]
-            for name in names:
-                container.pop(name, None)
+    ids = stripped.get(_CUSTOMER_IDS)
+    if ids:
+        container = data["customer_ids"]
+        for name in ids:
+            container.pop(name, None)
+    names = stripped.get(_PROPERTIES[kind])
+    if names:
+        container = data["properties"]
+        for name in names:
+            container.pop(name, None)
 
 
 def _own_result(verdict: Verdict) -> dict[str, Any]:
