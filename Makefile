@@ -88,7 +88,7 @@ clean:
 	find sidecar -name '*.so' -delete
 
 # The benchmark (not part of `make test`): nginx and wrk from Debian when missing.
-bench: $(STAMP)
+bench: $(STAMP) native
 	@for tool in nginx wrk; do command -v $$tool >/dev/null 2>&1 || { \
 	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
 	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends nginx-light wrk >/dev/null; \
