@@ -12,7 +12,6 @@ trackgate runs as pure Python, and exits 0: the compiled build is optional.
 
 from __future__ import annotations
 
-import importlib.machinery
 import json
 import os
 import shutil
@@ -25,7 +24,7 @@ ROOT = Path(__file__).resolve().parent
 os.environ["TRACKGATE_PURE_PYTHON"] = "1"  # this process imports sidecar's sources only
 sys.path.insert(0, str(ROOT))
 
-from sidecar.native import COMPILED, PACKAGE, RECORD, build_problem, digest, source  # noqa: E402
+from sidecar.native import COMPILED, RECORD, build_problem, digests, extensions, source  # noqa: E402
 
 GROUP = "sidecar._native"  # the shared library lands inside the package
 
@@ -35,15 +34,20 @@ def main() -> int:
         print(f"native build: up to date ({len(COMPILED)} modules)")
         return 0
     remove_build()
+    sources = digests()  # before compiling: what the build is made from
     problem = missing_tool()
     if problem is None:
         problem = compile_modules()
+    if problem is None and digests() != sources:
+        problem = "a source changed while it was being compiled; run it again"
     if problem is not None:
         remove_build()
         print(f"native build skipped ({problem}); trackgate runs as pure Python")
         return 0
-    sources = {module: digest(source(module)) for module in COMPILED}
-    RECORD.write_text(json.dumps({"sources": sources}, indent=2) + "\n")
+    record = {"modules": list(COMPILED), "sources": sources}
+    written = RECORD.with_suffix(".tmp")
+    written.write_text(json.dumps(record, indent=2) + "\n")
+    os.replace(written, RECORD)  # whole or not at all
     print(f"native build: {len(COMPILED)} modules compiled with mypyc")
     return 0
 
@@ -83,11 +87,13 @@ def compile_modules() -> str | None:
 
 
 def remove_build() -> None:
-    """Every extension module and the record: a partial build must not linger."""
+    """Every extension module, the record, and setuptools' build/lib* (which a later
+    `pip install .` would pack): a partial or old build must not linger."""
     RECORD.unlink(missing_ok=True)
-    for suffix in importlib.machinery.EXTENSION_SUFFIXES:
-        for path in PACKAGE.rglob(f"*{suffix}"):
-            path.unlink()
+    for path in extensions():
+        path.unlink()
+    for directory in (ROOT / "build").glob("lib*"):
+        shutil.rmtree(directory)
 
 
 if __name__ == "__main__":
