@@ -29,15 +29,8 @@ from sidecar.dialects.carriers import Base64Form, Base64Use, FormBody, split_for
 from sidecar.dialects.declared_answers import Answers
 from sidecar.dialects.declared_compile import Compiled
 from sidecar.dialects.declared_model import Layout, PlaceKind, Route, Source
-from sidecar.dialects.declared_read import (
-    DocumentView,
-    Malformed,
-    Plan,
-    names_in,
-    read_command,
-    rewrite_command,
-    without_names,
-)
+from sidecar.dialects.declared_read import DocumentView, Malformed, names_in, read_command
+from sidecar.dialects.declared_write import kept_commands, rewrite_command, without_names
 from sidecar.dialects.pointers import Opened, edit, resolve, show
 from sidecar.errors import Reason, Rejection
 from sidecar.jsoncodec import dump_json, parse_json
@@ -327,22 +320,17 @@ def _body_ids(route: Route, document: Any) -> set[str]:
 def _rewrite_group(
     document: Any, group: Group, items: Sequence[Any], verdicts: Sequence[Verdict]
 ) -> Any:
-    judged = zip(
-        items[group.start : group.start + group.count],
-        verdicts[group.start : group.start + group.count],
-        strict=True,
-    )
+    start, stop = group.start, group.start + group.count
     shape, pointer = group.source.shape, group.source.pointer
-    plans: dict[tuple[int, int], Plan] = {}
     if group.single:
-        item, verdict = next(judged)
+        item, verdict = items[start], verdicts[start]
         if not verdict.forwarded:  # (a whole-document command is never dropped: answered)
             return (
                 edit(document, pointer[:-1], _drop_member(pointer[-1]), {}) if pointer else document
             )
-        new = rewrite_command(shape, item, verdict, plans)
+        new = rewrite_command(shape, item, verdict)
         return document if new is item else edit(document, pointer, lambda _: new, {})
-    kept = [rewrite_command(shape, item, v, plans) for item, v in judged if v.forwarded]
+    kept = kept_commands(shape, items[start:stop], verdicts[start:stop])
     return edit(document, pointer, lambda _: kept, {})
 
 

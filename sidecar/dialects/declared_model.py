@@ -127,9 +127,14 @@ class Shape:
     discriminator_slot: int = -1
     root_slot: int = -1  # the slot of pointer "" (a container of the command itself)
     slot_count: int = field(init=False)
+    # The discriminator's one name when it is a member of the command (a fast path).
+    discriminator_head: str | None = field(init=False)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "slot_count", len(self.slots))
+        chooser = self.discriminator
+        head = chooser[0] if chooser is not None and len(chooser) == 1 else None
+        object.__setattr__(self, "discriminator_head", head)
 
     def case_of(self, discriminator: object) -> Case | None:
         """The case for a discriminator value (the shape's own without a discriminator)."""

@@ -1,26 +1,21 @@
-"""Reading a declared dialect's commands, and writing them back judged.
+"""Reading a declared dialect's commands (`declared_write` writes them back judged).
 
 `read_command` turns one command object into a `Command` by its shape: the
 key-spelling guard over every object the shape reads, the discriminator's case,
 ids, event type and property names. A command that does not fit its shape is
 returned `malformed` (a batch drops it; a single command is rejected); a
 look-alike key anywhere rejects the request (`KeyProblem`).
-
-`rewrite_command` removes what a verdict stripped: ids at their pointers, names
-from their containers (inside operator objects and name arrays too, inside
-embedded JSON strings written back in their own form).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
 from typing import Any
 
-from sidecar.commands import Command, Kind, Verdict
+from sidecar.commands import Command, Kind
 from sidecar.dialects.declared_model import Case, Container, EventType, IdSpec, Shape, Source
-from sidecar.dialects.pointers import Opened, Pointer, edit, resolve, show
+from sidecar.dialects.pointers import Opened, resolve, show
 from sidecar.errors import Rejection
-from sidecar.rules import SetName
 from sidecar.spelling import KeyProblem
 
 PASSTHROUGH = Command(Kind.PASSTHROUGH)
@@ -111,17 +106,6 @@ def _case_of(shape: Shape, value: object) -> Case:
     return case
 
 
-def _case(shape: Shape, item: Mapping[str, Any], opened: Opened | None) -> Case:
-    """The case of a command (for the rewrite: its pointers say what to strip)."""
-    if shape.discriminator is None:
-        return shape.case
-    value = resolve(item, shape.discriminator, opened)
-    case = shape.case_of(value)
-    if case is None:
-        raise Malformed(f"{show(shape.discriminator)} is none of the declared cases")
-    return case
-
-
 def _id_value(spec: IdSpec, value: object) -> object:
     """An id's value: None when absent, a string (an integer written in decimal)."""
     if value is None or value == "":
@@ -209,110 +193,3 @@ def _strings(items: list[Any], container: Container) -> list[str]:
     if not all(type(item) is str for item in items):
         raise Malformed(f"the names in {show(container.pointer)} must be strings")
     return items
-
-
-# -- writing back ---------------------------------------------------------------------------
-
-
-Plan = tuple[tuple[Pointer, Any], ...]  # (pointer, change) in the order they apply
-
-
-def rewrite_command(
-    shape: Shape, item: Any, verdict: Verdict, plans: dict[tuple[int, int], Plan] | None = None
-) -> Any:
-    """`item` without what `verdict` stripped (the same object when nothing is).
-    `plans` remembers, for one request, the edits of each (case, verdict): the
-    commands of a batch mostly share both."""
-    if not verdict.modified or type(item) is not dict:
-        return item
-    case = _case(shape, item, Opened(shape.embedded) if shape.embedded else None)
-    key = (id(case), id(verdict))
-    plan = plans.get(key) if plans is not None else None
-    if plan is None:
-        plan = _plan(case, verdict)
-        if plans is not None:
-            plans[key] = plan
-    embedded = shape.embedded
-    for pointer, change in plan:
-        item = edit(item, pointer, change, embedded)
-    return item
-
-
-def _plan(case: Case, verdict: Verdict) -> Plan:
-    """The edits that remove what `verdict` stripped from a command of `case`."""
-    plan: list[tuple[Pointer, Any]] = []
-    ids = set(verdict.stripped.get(SetName.CUSTOMER_IDS, ()))
-    for spec in case.ids:
-        if spec.type in ids and not spec.document and spec.pointer:
-            plan.append((spec.pointer[:-1], _without_key(spec.pointer[-1])))
-    for set_name, containers in (
-        (SetName.CUSTOMER_PROPERTIES, case.customer_properties),
-        (SetName.EVENT_PROPERTIES, case.event_properties),
-    ):
-        names = frozenset(verdict.stripped.get(set_name, ()))
-        for container in containers if names else ():
-            if not container.document:
-                plan.append((container.pointer, without_names(container, names)))
-    return _merged(plan)
-
-
-def _merged(plan: list[tuple[Pointer, Any]]) -> Plan:
-    """Changes at one pointer made one (one copy of the object instead of several)."""
-    by_pointer: dict[Pointer, list[Any]] = {}
-    for pointer, change in plan:
-        by_pointer.setdefault(pointer, []).append(change)
-    return tuple((p, c[0] if len(c) == 1 else _chain(c)) for p, c in by_pointer.items())
-
-
-def _chain(changes: list[Any]) -> Any:
-    def change(value: Any) -> Any:
-        for one in changes:
-            value = one(value)
-        return value
-
-    return change
-
-
-def _without_key(name: str) -> Any:
-    def change(parent: Any) -> Any:
-        if type(parent) is not dict or name not in parent:
-            return parent
-        return {key: value for key, value in parent.items() if key != name}
-
-    return change
-
-
-def without_names(container: Container, names: frozenset[str]) -> Any:
-    """A change removing `names` from a container's value."""
-
-    def change(value: Any) -> Any:
-        if type(value) is not dict:
-            return _drop(value, names)
-        out: dict[str, Any] = {}
-        changed = False
-        for key, inner in value.items():
-            if key in container.operators:
-                new = _drop(inner, names)
-                changed |= new is not inner
-                out[key] = new
-            elif (
-                key in names
-                and key not in container.exclude
-                and (container.only is None or key in container.only)
-            ):
-                changed = True
-            else:
-                out[key] = inner
-        return out if changed else value
-
-    return change
-
-
-def _drop(value: Any, names: frozenset[str]) -> Any:
-    """An operator's object or name array without `names` (the same object if none is in it)."""
-    if type(value) is list:
-        kept = [item for item in value if item not in names]
-        return value if len(kept) == len(value) else kept
-    if type(value) is dict and not names.isdisjoint(value):
-        return {key: inner for key, inner in value.items() if key not in names}
-    return value
