@@ -304,16 +304,21 @@ def _body_ids(route: Route, document: Any) -> set[str]:
     (one pass over the commands, whatever the number of pointers)."""
     if document is None:
         return set()
-    values = [resolve(document, p.pointer) for p in route.stream_id if p.kind is PlaceKind.BODY]
-    pointers = [p.pointer for p in route.stream_id if p.kind is PlaceKind.COMMAND]
-    heads = [p[0] for p in pointers if len(p) == 1]  # a dict lookup each
-    deeper = [p for p in pointers if len(p) != 1]
-    for _, found in _sources(route, document) if pointers else ():
-        for item in found if type(found) is list else [found]:
-            if type(item) is dict:
-                values.extend(item[head] for head in heads if head in item)
-                for pointer in deeper:
-                    values.append(resolve(item, pointer))
+    values = [resolve(document, pointer) for pointer in route.body_pointers]
+    places = route.command_places
+    heads, head_set, pairs, deeper = places.heads, places.head_set, places.pairs, places.deeper
+    for _, found in _sources(route, document) if places.any else ():
+        for item in found if type(found) is list else (found,):
+            if type(item) is not dict:
+                continue
+            if not head_set.isdisjoint(item):  # usually: none of them (one C-level test)
+                values.extend([item[head] for head in heads if head in item])
+            for head, tail in pairs:
+                inner = item.get(head)
+                if type(inner) is dict and tail in inner:
+                    values.append(inner[tail])
+            if deeper:  # (a comprehension costs a call even when empty)
+                values.extend([resolve(item, pointer) for pointer in deeper])
     return {str(value) for value in values if type(value) is str or type(value) is int}
 
 

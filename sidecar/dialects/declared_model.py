@@ -155,6 +155,33 @@ class Source:
 
 
 @dataclass(frozen=True, slots=True)
+class CommandPlaces:
+    """A route's per-command stream ID pointers, sorted for one pass over the
+    commands: one-name pointers (`/api_key`) are dictionary lookups behind one
+    C-level test, two-name ones (`/properties/token`) two lookups, longer ones walked."""
+
+    heads: tuple[str, ...] = ()  # the names of the one-name pointers
+    head_set: frozenset[str] = frozenset()
+    pairs: tuple[tuple[str, str], ...] = ()  # the two-name pointers
+    deeper: tuple[Pointer, ...] = ()  # the longer ones
+
+    @classmethod
+    def of(cls, places: tuple[Place, ...]) -> CommandPlaces:
+        pointers = [p.pointer for p in places if p.kind is PlaceKind.COMMAND and p.pointer]
+        heads = tuple(dict.fromkeys(p[0] for p in pointers if len(p) == 1))
+        return cls(
+            heads,
+            frozenset(heads),
+            tuple((p[0], p[1]) for p in pointers if len(p) == 2),
+            tuple(p for p in pointers if len(p) > 2),
+        )
+
+    @property
+    def any(self) -> bool:
+        return bool(self.heads or self.pairs or self.deeper)
+
+
+@dataclass(frozen=True, slots=True)
 class Route:
     """One compiled endpoint."""
 
@@ -171,6 +198,13 @@ class Route:
     document_embedded: Mapping[Pointer, Embedded]
     document_ids: tuple[IdSpec, ...]  # ids (of every shape) that start at the document
     document_containers: tuple[tuple[Container, bool], ...]  # (container, is customer)
+    command_places: CommandPlaces = field(init=False)  # `stream_id`'s command pointers
+    body_pointers: tuple[Pointer, ...] = field(init=False)  # `stream_id`'s body pointers
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "command_places", CommandPlaces.of(self.stream_id))
+        body = tuple(p.pointer for p in self.stream_id if p.kind is PlaceKind.BODY)
+        object.__setattr__(self, "body_pointers", body)
 
     @property
     def single(self) -> bool:
