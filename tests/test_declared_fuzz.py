@@ -205,6 +205,34 @@ def sources(rules: Rules) -> list[Source]:
     return list(found.values())
 
 
+def walked(source: Source, item: dict[str, Any], fast: bool) -> list[Any] | None:
+    """The values a command's walk puts in its slots (None: the walk rejects it, or the
+    fast walk leaves it to the full one)."""
+    shape = source.shape
+    values: list[Any] = [None] * shape.slot_count
+    opened = Opened(shape.embedded) if shape.embedded else None
+    try:
+        if fast:
+            return values if source.tree.fill(item, values, 8, opened) else None
+        source.tree.check(item, "", 8, opened, values=values)
+    except Rejection:
+        return None
+    return values
+
+
+@settings(max_examples=300, deadline=None)
+@given(data=st.data())
+def test_the_fast_walk_reads_what_the_full_check_reads(rules: Rules, data: st.DataObject) -> None:
+    source = data.draw(st.sampled_from(sources(rules)))
+    item = data.draw(st.dictionaries(st.sampled_from(FIELD_NAMES), shaped(), max_size=6))
+    full = walked(source, item, fast=False)  # (it remembers the spellings it passes)
+    fast = walked(source, item, fast=True)
+    if fast is not None:
+        assert full == fast
+    if full is not None and fast is None:
+        assert walked(source, item, fast=True) is None or full == walked(source, item, True)
+
+
 @settings(max_examples=300, deadline=None)
 @given(data=st.data())
 def test_writing_back_in_place_is_writing_back_a_copy(rules: Rules, data: st.DataObject) -> None:

@@ -71,7 +71,9 @@ def read_command(source: Source, item: Any, view: DocumentView, max_names: int) 
         values[shape.root_slot] = item
     try:
         opened = Opened(shape.embedded) if shape.embedded else None
-        source.tree.check(item, "", max_names, opened, values=values)
+        tree = source.tree
+        if not tree.fill(item, values, max_names, opened):  # a spelling not seen yet
+            tree.check(item, "", max_names, opened, values=values)
         case = shape.case
         if shape.discriminator is not None:
             case = _case_of(shape, values[shape.discriminator_slot])
