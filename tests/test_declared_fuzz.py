@@ -22,7 +22,13 @@ from sidecar.body import Body
 from sidecar.commands import FORWARD, Command, Kind, Verdict
 from sidecar.dialects.declared import Declared
 from sidecar.dialects.declared_model import Source
-from sidecar.dialects.declared_read import DocumentView, read_command
+from sidecar.dialects.declared_read import (
+    DocumentView,
+    Malformed,
+    read_case,
+    read_command,
+    read_plain,
+)
 from sidecar.dialects.declared_write import _plan as copying_plan
 from sidecar.dialects.declared_write import kept_commands
 from sidecar.dialects.pointers import Opened, edit, resolve
@@ -231,6 +237,31 @@ def test_the_fast_walk_reads_what_the_full_check_reads(rules: Rules, data: st.Da
         assert full == fast
     if full is not None and fast is None:
         assert walked(source, item, fast=True) is None or full == walked(source, item, True)
+
+
+@settings(max_examples=300, deadline=None)
+@given(data=st.data())
+def test_the_plain_reading_is_the_general_one(rules: Rules, data: st.DataObject) -> None:
+    source = data.draw(st.sampled_from(sources(rules)))
+    item = data.draw(st.one_of(commands(), st.dictionaries(st.sampled_from(FIELD_NAMES), shaped())))
+    values = walked(source, item, fast=False)
+    shape = source.shape
+    case = (
+        shape.case_of(values[shape.discriminator_slot]) if values and shape.discriminator else None
+    )
+    case = case if shape.discriminator else shape.case
+    assume(values is not None and case is not None and case.fast)
+    view = DocumentView({}, Opened({}))
+    try:
+        general: Command | str = read_case(case, values, view)
+    except (Malformed, Rejection) as problem:
+        general = str(problem)
+    try:
+        plain = read_plain(case, values)
+    except Malformed as problem:
+        assert str(problem) == general
+        return
+    assert plain is None or plain == general
 
 
 @settings(max_examples=300, deadline=None)

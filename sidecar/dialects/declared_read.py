@@ -70,33 +70,117 @@ def read_command(source: Source, item: Any, view: DocumentView, max_names: int) 
     if shape.root_slot >= 0:
         values[shape.root_slot] = item
     try:
-        opened = Opened(shape.embedded) if shape.embedded else None
+        opened = Opened(shape.embedded) if shape.opens else None
         tree = source.tree
         if not tree.fill(item, values, max_names, opened):  # a spelling not seen yet
             tree.check(item, "", max_names, opened, values=values)
         case = shape.case
-        if shape.discriminator is not None:
-            case = _case_of(shape, values[shape.discriminator_slot])
+        if shape.discriminator_slot >= 0:
+            value = values[shape.discriminator_slot]
+            found = shape.by_value.get(value) if type(value) is str else None
+            case = found if found is not None else _case_of(shape, value)
         kind = case.kind
         if kind is Kind.PASSTHROUGH:
             return PASSTHROUGH
-        event_type = _event_type(case.event_type, values) if kind is Kind.EVENT else None
-        return _new_command(
-            Command,
-            (
-                kind,
-                _ids(case, values, view),
-                event_type,
-                _names(case.customer_properties, values, view),
-                _names(case.event_properties, values, view),
-                None,
-            ),
-        )
+        command = read_plain(case, values) if case.fast else None
+        return command if command is not None else read_case(case, values, view)
     except KeyProblem:
         raise
     except (Malformed, Rejection) as problem:
         message = problem.message if isinstance(problem, Rejection) else str(problem)
         return Command(shape.case.kind, malformed=message)
+
+
+def read_case(case: Case, values: list[Any], view: DocumentView) -> Command:
+    """A command of `case` from the values at its shape's slots: the general path.
+    Raises Malformed (or a Rejection of an embedded string) for one that does not fit."""
+    kind = case.kind
+    event_type = _event_type(case.event_type, values) if kind is Kind.EVENT else None
+    return _new_command(
+        Command,
+        (
+            kind,
+            _ids(case, values, view),
+            event_type,
+            _names(case.customer_properties, values, view),
+            _names(case.event_properties, values, view),
+            None,
+        ),
+    )
+
+
+def read_plain(case: Case, values: list[Any]) -> Command | None:
+    """The command when it is plain (string ids and event type, objects for
+    containers), read without the general path's calls; None otherwise: then the
+    general path (`read_case`) reads it again, with its messages. In the general
+    path's order, so a Malformed raised here is the one it would raise."""
+    kind = case.kind
+    event_type = None
+    if kind is Kind.EVENT:
+        event_type = values[case.event_slot]
+        if type(event_type) is not str or not event_type:
+            return None
+    ids: dict[str, object] = {}
+    for slot, id_type in case.id_slots:
+        value = values[slot]
+        if value is None:
+            continue
+        if type(value) is not str or not value:
+            return None
+        if id_type not in ids:
+            ids[id_type] = value
+        elif ids[id_type] != value:
+            return None
+    customer: tuple[str, ...] | None = ()
+    span = case.customer_span  # (every customer container absent: one C-level count)
+    if span is None or values[span].count(None) != len(case.customer_properties):
+        customer = _object_names(case.customer_properties, values)
+        if customer is None:
+            return None
+    event: tuple[str, ...] | None = ()
+    only = case.event_container
+    if only is None:
+        event = _object_names(case.event_properties, values)
+    elif values[only.slot] is not None:
+        event = _names_of(only, values[only.slot])
+    if event is None:
+        return None
+    return _new_command(Command, (kind, ids, event_type, customer, event, None))
+
+
+def _object_names(containers: tuple[Container, ...], values: list[Any]) -> tuple[str, ...] | None:
+    """`_names` of command-level containers holding objects (None: some holds
+    anything else, for the general path)."""
+    found: tuple[str, ...] = ()
+    unique = True  # no name twice in `found`
+    for container in containers:
+        value = values[container.slot]
+        if value is None:
+            continue
+        names = _names_of(container, value)
+        if names is None:
+            return None
+        unique = unique and container.unique
+        if names:
+            if found:
+                found, unique = found + names, False
+            else:
+                found = names
+    return tuple(dict.fromkeys(found)) if not unique and len(found) > 1 else found
+
+
+def _names_of(container: Container, value: object) -> tuple[str, ...] | None:
+    """The names in one container's object, each once when it has no operators
+    (None: not an object, for the general path)."""
+    if type(value) is not dict:
+        return None
+    if container.plain:
+        return tuple(value)
+    if container.unique and container.only is None:
+        exclude = container.exclude
+        return tuple([key for key in value if key not in exclude])
+    names = tuple(names_in(container, value))
+    return names if container.unique else tuple(dict.fromkeys(names))
 
 
 def _case_of(shape: Shape, value: object) -> Case:
