@@ -77,8 +77,8 @@ def read_command(source: Source, item: Any, view: DocumentView, max_names: int) 
         case = shape.case
         if shape.discriminator_slot >= 0:
             value = values[shape.discriminator_slot]
-            found = shape.by_value.get(value) if type(value) is str else None
-            case = found if found is not None else _case_of(shape, value)
+            chosen = shape.by_value.get(value, shape.otherwise) if type(value) is str else None
+            case = chosen if chosen is not None else _case_of(shape, value)
         kind = case.kind
         if kind is Kind.PASSTHROUGH:
             return PASSTHROUGH
