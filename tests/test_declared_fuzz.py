@@ -7,7 +7,9 @@ received, byte for byte."""
 from __future__ import annotations
 
 import base64
+import copy
 import json
+from types import MappingProxyType
 from typing import Any
 from urllib.parse import quote_plus
 
@@ -17,13 +19,24 @@ from hypothesis import strategies as st
 
 from sidecar.auth import Principal
 from sidecar.body import Body
-from sidecar.commands import FORWARD
+from sidecar.commands import FORWARD, Command, Kind, Verdict
 from sidecar.dialects.declared import Declared
+from sidecar.dialects.declared_model import Source
+from sidecar.dialects.declared_read import (
+    DocumentView,
+    Malformed,
+    read_case,
+    read_command,
+    read_plain,
+)
+from sidecar.dialects.declared_write import _plan as copying_plan
+from sidecar.dialects.declared_write import kept_commands
+from sidecar.dialects.pointers import Opened, edit, resolve
 from sidecar.errors import Rejection
 from sidecar.jsoncodec import dump_json
 from sidecar.outcome import Forward, outcome
 from sidecar.policy import Decision, decide
-from sidecar.rules import Rules
+from sidecar.rules import Rules, SetName
 from tests import payloads
 from tests.declared_lab import LAB, STREAMS, request, rules_of
 
@@ -150,3 +163,136 @@ def test_decode_then_encode_of_what_is_allowed_changes_nothing(
 
 def test_the_fuzz_covers_every_declared_endpoint(rules: Rules) -> None:
     assert len(endpoints(rules)) == 7 + 6
+
+
+NAME_LIST = ["a", "b", "lang", "email", "card", "k", "token", "$set", "alias", "distinct_id"]
+NAMES = st.sampled_from(NAME_LIST)
+NAMED = st.dictionaries(NAMES, st.sampled_from(["x", 1, None]), max_size=4)
+UPDATES = st.fixed_dictionaries(
+    {}, optional={"$set": NAMED, "$unset": st.one_of(NAMED, st.lists(NAMES, max_size=3))}
+)
+
+
+def commands() -> st.SearchStrategy[dict[str, Any]]:
+    """Well-formed commands of the lab's `event` and `profile` shapes and PostHog's
+    `event`, whatever their source (each shape reads its own names and skips the rest)."""
+    ids = st.sampled_from(["u-1", "u-2"])
+    return st.fixed_dictionaries(
+        {},
+        optional={
+            "name": st.sampled_from(["view", "click", "identify", "other"]),
+            "event": st.sampled_from(["view_item", "$identify", "$create_alias", "purchase"]),
+            "anon": ids,
+            "$anon": ids,
+            "distinct_id": ids,
+            "user": st.fixed_dictionaries({"id": ids}),
+            "props": NAMED,
+            "traits": st.one_of(NAMED, UPDATES),
+            "properties": st.one_of(
+                NAMED,
+                st.fixed_dictionaries(
+                    {"$anon_distinct_id": ids},
+                    optional={"distinct_id": ids, "alias": ids, "$set": NAMED, "$unset": NAMED},
+                ),
+            ),
+            "$set": NAMED,
+            "$unset": st.lists(NAMES, max_size=3),
+        },
+    )
+
+
+def sources(rules: Rules) -> list[Source]:
+    """Every command source of the lab and posthog endpoints."""
+    found: dict[int, Source] = {}
+    for name in ("lab", "posthog"):
+        dialect = rules.router.dialects[name]
+        assert isinstance(dialect, Declared)
+        found.update((id(s), s) for route in dialect.routes for s in route.sources)
+    return list(found.values())
+
+
+def walked(source: Source, item: dict[str, Any], fast: bool) -> list[Any] | None:
+    """The values a command's walk puts in its slots (None: the walk rejects it, or the
+    fast walk leaves it to the full one)."""
+    shape = source.shape
+    values: list[Any] = [None] * shape.slot_count
+    opened = Opened(shape.embedded) if shape.embedded else None
+    try:
+        if fast:
+            return values if source.tree.fill(item, values, 8, opened) else None
+        source.tree.check(item, "", 8, opened, values=values)
+    except Rejection:
+        return None
+    return values
+
+
+@settings(max_examples=300, deadline=None)
+@given(data=st.data())
+def test_the_fast_walk_reads_what_the_full_check_reads(rules: Rules, data: st.DataObject) -> None:
+    source = data.draw(st.sampled_from(sources(rules)))
+    item = data.draw(st.dictionaries(st.sampled_from(FIELD_NAMES), shaped(), max_size=6))
+    full = walked(source, item, fast=False)  # (it remembers the spellings it passes)
+    fast = walked(source, item, fast=True)
+    if fast is not None:
+        assert full == fast
+    if full is not None and fast is None:
+        assert walked(source, item, fast=True) is None or full == walked(source, item, True)
+
+
+@settings(max_examples=300, deadline=None)
+@given(data=st.data())
+def test_the_plain_reading_is_the_general_one(rules: Rules, data: st.DataObject) -> None:
+    source = data.draw(st.sampled_from(sources(rules)))
+    item = data.draw(st.one_of(commands(), st.dictionaries(st.sampled_from(FIELD_NAMES), shaped())))
+    values = walked(source, item, fast=False)
+    shape = source.shape
+    case = (
+        shape.case_of(values[shape.discriminator_slot]) if values and shape.discriminator else None
+    )
+    case = case if shape.discriminator else shape.case
+    assume(values is not None and case is not None and case.fast)
+    view = DocumentView({}, Opened({}))
+    try:
+        general: Command | str = read_case(case, values, view)
+    except (Malformed, Rejection) as problem:
+        general = str(problem)
+    try:
+        plain = read_plain(case, values)
+    except Malformed as problem:
+        assert str(problem) == general
+        return
+    assert plain is None or plain == general
+
+
+@settings(max_examples=300, deadline=None)
+@given(data=st.data())
+def test_writing_back_in_place_is_writing_back_a_copy(rules: Rules, data: st.DataObject) -> None:
+    source = data.draw(st.sampled_from([s for s in sources(rules) if not s.shape.embedded]))
+    item = data.draw(commands())
+    view = DocumentView({}, Opened({}))
+    try:
+        command = read_command(source, item, view, 8)
+    except Rejection:
+        command = Command(Kind.PASSTHROUGH)
+    assume(not command.malformed and command.kind is not Kind.PASSTHROUGH)
+    stripped = {
+        set_name: tuple(data.draw(st.lists(st.sampled_from(names), unique=True, min_size=1)))
+        for set_name, names in (
+            (SetName.CUSTOMER_IDS, [*command.customer_ids, "anon", "user", "alias"]),
+            (SetName.CUSTOMER_PROPERTIES, [*command.customer_properties, *NAME_LIST]),
+            (SetName.EVENT_PROPERTIES, [*command.event_properties, *NAME_LIST]),
+        )
+        if data.draw(st.booleans())
+    }
+    verdict = Verdict(stripped=MappingProxyType(stripped))
+    assume(verdict.modified)
+    copied = copy.deepcopy(item)
+    case = source.shape.case_of(
+        resolve(item, source.shape.discriminator) if source.shape.discriminator else None
+    )
+    assert case is not None
+    for pointer, change in copying_plan(case, verdict):
+        copied = edit(copied, pointer, change, {})
+    in_place = copy.deepcopy(item)
+    assert kept_commands(source.shape, [in_place], [verdict]) == [in_place]
+    assert dump_json(in_place) == dump_json(copied)

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from itertools import repeat
 from typing import Any
 
 from sidecar.body import Body
@@ -29,15 +30,8 @@ from sidecar.dialects.carriers import Base64Form, Base64Use, FormBody, split_for
 from sidecar.dialects.declared_answers import Answers
 from sidecar.dialects.declared_compile import Compiled
 from sidecar.dialects.declared_model import Layout, PlaceKind, Route, Source
-from sidecar.dialects.declared_read import (
-    DocumentView,
-    Malformed,
-    Plan,
-    names_in,
-    read_command,
-    rewrite_command,
-    without_names,
-)
+from sidecar.dialects.declared_read import DocumentView, Malformed, names_in, read_command
+from sidecar.dialects.declared_write import kept_commands, rewrite_command, without_names
 from sidecar.dialects.pointers import Opened, edit, resolve, show
 from sidecar.errors import Reason, Rejection
 from sidecar.jsoncodec import dump_json, parse_json
@@ -183,11 +177,7 @@ class Declared:
         for source, value in _sources(route, document):
             single = _single(source, value)
             batch = [value] if single else value
-            for index, item in enumerate(batch):
-                try:
-                    commands.append(read_command(source, item, view, max_names))
-                except KeyProblem as problem:
-                    raise _within(problem, source, index, single) from None
+            commands.extend(_read_all(source, batch, view, max_names, single))
             groups.append(Group(source, len(items), len(batch), single))
             items.extend(batch)
         if not commands:  # (nothing judged: a root event beside an empty `batch`, say)
@@ -299,6 +289,24 @@ def _single(source: Source, value: object) -> bool:
     return type(value) is dict
 
 
+def _read_all(
+    source: Source, batch: list[Any], view: DocumentView, max_names: int, single: bool
+) -> list[Command]:
+    """The commands of one source. Rejects (KeyProblem): a look-alike key, too many
+    names, at the position of the first command that has one."""
+    try:  # (`map` calls at C speed: no Python step per command around the call)
+        return list(map(read_command, repeat(source), batch, repeat(view), repeat(max_names)))
+    except KeyProblem as first:
+        # Which command: read again one by one (only a rejected request pays); the
+        # reading is deterministic, so the same command rejects again.
+        for index, item in enumerate(batch):
+            try:
+                read_command(source, item, view, max_names)
+            except KeyProblem as problem:
+                raise _within(problem, source, index, single) from None
+        raise first
+
+
 def _within(problem: KeyProblem, source: Source, index: int, single: bool) -> KeyProblem:
     where = ".".join(source.pointer)
     if single:
@@ -311,38 +319,38 @@ def _body_ids(route: Route, document: Any) -> set[str]:
     (one pass over the commands, whatever the number of pointers)."""
     if document is None:
         return set()
-    values = [resolve(document, p.pointer) for p in route.stream_id if p.kind is PlaceKind.BODY]
-    pointers = [p.pointer for p in route.stream_id if p.kind is PlaceKind.COMMAND]
-    heads = [p[0] for p in pointers if len(p) == 1]  # a dict lookup each
-    deeper = [p for p in pointers if len(p) != 1]
-    for _, found in _sources(route, document) if pointers else ():
-        for item in found if type(found) is list else [found]:
-            if type(item) is dict:
-                values.extend(item[head] for head in heads if head in item)
-                for pointer in deeper:
-                    values.append(resolve(item, pointer))
+    values = [resolve(document, pointer) for pointer in route.body_pointers]
+    places = route.command_places
+    heads, head_set, pairs, deeper = places.heads, places.head_set, places.pairs, places.deeper
+    for _, found in _sources(route, document) if places.any else ():
+        for item in found if type(found) is list else (found,):
+            if type(item) is not dict:
+                continue
+            if not head_set.isdisjoint(item):  # usually: none of them (one C-level test)
+                values.extend([item[head] for head in heads if head in item])
+            for head, tail in pairs:
+                inner = item.get(head)
+                if type(inner) is dict and tail in inner:
+                    values.append(inner[tail])
+            if deeper:  # (a comprehension costs a call even when empty)
+                values.extend([resolve(item, pointer) for pointer in deeper])
     return {str(value) for value in values if type(value) is str or type(value) is int}
 
 
 def _rewrite_group(
     document: Any, group: Group, items: Sequence[Any], verdicts: Sequence[Verdict]
 ) -> Any:
-    judged = zip(
-        items[group.start : group.start + group.count],
-        verdicts[group.start : group.start + group.count],
-        strict=True,
-    )
+    start, stop = group.start, group.start + group.count
     shape, pointer = group.source.shape, group.source.pointer
-    plans: dict[tuple[int, int], Plan] = {}
     if group.single:
-        item, verdict = next(judged)
+        item, verdict = items[start], verdicts[start]
         if not verdict.forwarded:  # (a whole-document command is never dropped: answered)
             return (
                 edit(document, pointer[:-1], _drop_member(pointer[-1]), {}) if pointer else document
             )
-        new = rewrite_command(shape, item, verdict, plans)
+        new = rewrite_command(shape, item, verdict)
         return document if new is item else edit(document, pointer, lambda _: new, {})
-    kept = [rewrite_command(shape, item, v, plans) for item, v in judged if v.forwarded]
+    kept = kept_commands(shape, items[start:stop], verdicts[start:stop])
     return edit(document, pointer, lambda _: kept, {})
 
 

@@ -68,11 +68,13 @@ class Container:
     operators: frozenset[str] = frozenset()  # keys holding update operators (`$set`)
     slot: int = -1  # where a command's reading walk puts its value (`Shape.slots`)
     plain: bool = field(init=False)  # every key is a name (no exclude, only, operators)
+    unique: bool = field(init=False)  # no operators: an object's names are its keys, once each
     head: str | None = field(init=False)  # the one name of a one-name pointer (a fast path)
 
     def __post_init__(self) -> None:
         plain = not self.operators and not self.exclude and self.only is None
         object.__setattr__(self, "plain", plain)
+        object.__setattr__(self, "unique", not self.operators)
         object.__setattr__(self, "head", self.pointer[0] if len(self.pointer) == 1 else None)
 
 
@@ -108,6 +110,35 @@ class Case:
     event_type: EventType | None
     event_properties: tuple[Container, ...]
     customer_properties: tuple[Container, ...]
+    # For the reading's fast path (`declared_read.read_plain`): whether it applies (every
+    # id and container is the command's, the event type one pointer without a
+    # pattern), the ids' (slot, type) and the event type's slot.
+    fast: bool = field(init=False)
+    id_slots: tuple[tuple[int, str], ...] = field(init=False)
+    event_slot: int = field(init=False)
+    # The customer containers' slots when they are a run (a slice, unhashable: not compared).
+    customer_span: slice | None = field(init=False, compare=False)
+    event_container: Container | None = field(init=False)  # the one event container, if one
+
+    def __post_init__(self) -> None:
+        event_type = self.event_type
+        event_slot = -1
+        if event_type is not None and len(event_type.slots) == 1 and event_type.pattern is None:
+            event_slot = event_type.slots[0]
+        fast = (
+            not any(spec.document for spec in self.ids)
+            and not any(c.document for c in (*self.event_properties, *self.customer_properties))
+            and (self.kind is not Kind.EVENT or event_slot >= 0)
+        )
+        object.__setattr__(self, "fast", fast)
+        object.__setattr__(self, "id_slots", tuple((spec.slot, spec.type) for spec in self.ids))
+        object.__setattr__(self, "event_slot", event_slot)
+        slots = [c.slot for c in self.customer_properties]
+        run = len(slots) > 1 and slots == list(range(slots[0], slots[0] + len(slots)))
+        span = slice(slots[0], slots[0] + len(slots)) if run else None
+        object.__setattr__(self, "customer_span", span)
+        events = self.event_properties
+        object.__setattr__(self, "event_container", events[0] if len(events) == 1 else None)
 
 
 @dataclass(frozen=True, slots=True)
@@ -127,9 +158,18 @@ class Shape:
     discriminator_slot: int = -1
     root_slot: int = -1  # the slot of pointer "" (a container of the command itself)
     slot_count: int = field(init=False)
+    # The discriminator's one name when it is a member of the command (a fast path).
+    discriminator_head: str | None = field(init=False)
+    opens: bool = field(init=False)  # some member holds an embedded string
+    by_value: dict[str, Case] = field(init=False, compare=False)  # `cases`, a plain dict
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "slot_count", len(self.slots))
+        object.__setattr__(self, "opens", bool(self.embedded))
+        object.__setattr__(self, "by_value", dict(self.cases))
+        chooser = self.discriminator
+        head = chooser[0] if chooser is not None and len(chooser) == 1 else None
+        object.__setattr__(self, "discriminator_head", head)
 
     def case_of(self, discriminator: object) -> Case | None:
         """The case for a discriminator value (the shape's own without a discriminator)."""
@@ -150,6 +190,33 @@ class Source:
 
 
 @dataclass(frozen=True, slots=True)
+class CommandPlaces:
+    """A route's per-command stream ID pointers, sorted for one pass over the
+    commands: one-name pointers (`/api_key`) are dictionary lookups behind one
+    C-level test, two-name ones (`/properties/token`) two lookups, longer ones walked."""
+
+    heads: tuple[str, ...] = ()  # the names of the one-name pointers
+    head_set: frozenset[str] = frozenset()
+    pairs: tuple[tuple[str, str], ...] = ()  # the two-name pointers
+    deeper: tuple[Pointer, ...] = ()  # the longer ones
+
+    @classmethod
+    def of(cls, places: tuple[Place, ...]) -> CommandPlaces:
+        pointers = [p.pointer for p in places if p.kind is PlaceKind.COMMAND and p.pointer]
+        heads = tuple(dict.fromkeys(p[0] for p in pointers if len(p) == 1))
+        return cls(
+            heads,
+            frozenset(heads),
+            tuple((p[0], p[1]) for p in pointers if len(p) == 2),
+            tuple(p for p in pointers if len(p) > 2),
+        )
+
+    @property
+    def any(self) -> bool:
+        return bool(self.heads or self.pairs or self.deeper)
+
+
+@dataclass(frozen=True, slots=True)
 class Route:
     """One compiled endpoint."""
 
@@ -166,6 +233,13 @@ class Route:
     document_embedded: Mapping[Pointer, Embedded]
     document_ids: tuple[IdSpec, ...]  # ids (of every shape) that start at the document
     document_containers: tuple[tuple[Container, bool], ...]  # (container, is customer)
+    command_places: CommandPlaces = field(init=False)  # `stream_id`'s command pointers
+    body_pointers: tuple[Pointer, ...] = field(init=False)  # `stream_id`'s body pointers
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "command_places", CommandPlaces.of(self.stream_id))
+        body = tuple(p.pointer for p in self.stream_id if p.kind is PlaceKind.BODY)
+        object.__setattr__(self, "body_pointers", body)
 
     @property
     def single(self) -> bool:

@@ -1,26 +1,21 @@
-"""Reading a declared dialect's commands, and writing them back judged.
+"""Reading a declared dialect's commands (`declared_write` writes them back judged).
 
 `read_command` turns one command object into a `Command` by its shape: the
 key-spelling guard over every object the shape reads, the discriminator's case,
 ids, event type and property names. A command that does not fit its shape is
 returned `malformed` (a batch drops it; a single command is rejected); a
 look-alike key anywhere rejects the request (`KeyProblem`).
-
-`rewrite_command` removes what a verdict stripped: ids at their pointers, names
-from their containers (inside operator objects and name arrays too, inside
-embedded JSON strings written back in their own form).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
 from typing import Any
 
-from sidecar.commands import Command, Kind, Verdict
+from sidecar.commands import Command, Kind
 from sidecar.dialects.declared_model import Case, Container, EventType, IdSpec, Shape, Source
-from sidecar.dialects.pointers import Opened, Pointer, edit, resolve, show
+from sidecar.dialects.pointers import Opened, resolve, show
 from sidecar.errors import Rejection
-from sidecar.rules import SetName
 from sidecar.spelling import KeyProblem
 
 PASSTHROUGH = Command(Kind.PASSTHROUGH)
@@ -75,31 +70,117 @@ def read_command(source: Source, item: Any, view: DocumentView, max_names: int) 
     if shape.root_slot >= 0:
         values[shape.root_slot] = item
     try:
-        opened = Opened(shape.embedded) if shape.embedded else None
-        source.tree.check(item, "", max_names, opened, values=values)
+        opened = Opened(shape.embedded) if shape.opens else None
+        tree = source.tree
+        if not tree.fill(item, values, max_names, opened):  # a spelling not seen yet
+            tree.check(item, "", max_names, opened, values=values)
         case = shape.case
-        if shape.discriminator is not None:
-            case = _case_of(shape, values[shape.discriminator_slot])
+        if shape.discriminator_slot >= 0:
+            value = values[shape.discriminator_slot]
+            chosen = shape.by_value.get(value, shape.otherwise) if type(value) is str else None
+            case = chosen if chosen is not None else _case_of(shape, value)
         kind = case.kind
         if kind is Kind.PASSTHROUGH:
             return PASSTHROUGH
-        event_type = _event_type(case.event_type, values) if kind is Kind.EVENT else None
-        return _new_command(
-            Command,
-            (
-                kind,
-                _ids(case, values, view),
-                event_type,
-                _names(case.customer_properties, values, view),
-                _names(case.event_properties, values, view),
-                None,
-            ),
-        )
+        command = read_plain(case, values) if case.fast else None
+        return command if command is not None else read_case(case, values, view)
     except KeyProblem:
         raise
     except (Malformed, Rejection) as problem:
         message = problem.message if isinstance(problem, Rejection) else str(problem)
         return Command(shape.case.kind, malformed=message)
+
+
+def read_case(case: Case, values: list[Any], view: DocumentView) -> Command:
+    """A command of `case` from the values at its shape's slots: the general path.
+    Raises Malformed (or a Rejection of an embedded string) for one that does not fit."""
+    kind = case.kind
+    event_type = _event_type(case.event_type, values) if kind is Kind.EVENT else None
+    return _new_command(
+        Command,
+        (
+            kind,
+            _ids(case, values, view),
+            event_type,
+            _names(case.customer_properties, values, view),
+            _names(case.event_properties, values, view),
+            None,
+        ),
+    )
+
+
+def read_plain(case: Case, values: list[Any]) -> Command | None:
+    """The command when it is plain (string ids and event type, objects for
+    containers), read without the general path's calls; None otherwise: then the
+    general path (`read_case`) reads it again, with its messages. In the general
+    path's order, so a Malformed raised here is the one it would raise."""
+    kind = case.kind
+    event_type = None
+    if kind is Kind.EVENT:
+        event_type = values[case.event_slot]
+        if type(event_type) is not str or not event_type:
+            return None
+    ids: dict[str, object] = {}
+    for slot, id_type in case.id_slots:
+        value = values[slot]
+        if value is None:
+            continue
+        if type(value) is not str or not value:
+            return None
+        if id_type not in ids:
+            ids[id_type] = value
+        elif ids[id_type] != value:
+            return None
+    customer: tuple[str, ...] | None = ()
+    span = case.customer_span  # (every customer container absent: one C-level count)
+    if span is None or values[span].count(None) != len(case.customer_properties):
+        customer = _object_names(case.customer_properties, values)
+        if customer is None:
+            return None
+    event: tuple[str, ...] | None = ()
+    only = case.event_container
+    if only is None:
+        event = _object_names(case.event_properties, values)
+    elif values[only.slot] is not None:
+        event = _names_of(only, values[only.slot])
+    if event is None:
+        return None
+    return _new_command(Command, (kind, ids, event_type, customer, event, None))
+
+
+def _object_names(containers: tuple[Container, ...], values: list[Any]) -> tuple[str, ...] | None:
+    """`_names` of command-level containers holding objects (None: some holds
+    anything else, for the general path)."""
+    found: tuple[str, ...] = ()
+    unique = True  # no name twice in `found`
+    for container in containers:
+        value = values[container.slot]
+        if value is None:
+            continue
+        names = _names_of(container, value)
+        if names is None:
+            return None
+        unique = unique and container.unique
+        if names:
+            if found:
+                found, unique = found + names, False
+            else:
+                found = names
+    return tuple(dict.fromkeys(found)) if not unique and len(found) > 1 else found
+
+
+def _names_of(container: Container, value: object) -> tuple[str, ...] | None:
+    """The names in one container's object, each once when it has no operators
+    (None: not an object, for the general path)."""
+    if type(value) is not dict:
+        return None
+    if container.plain:
+        return tuple(value)
+    if container.unique and container.only is None:
+        exclude = container.exclude
+        return tuple([key for key in value if key not in exclude])
+    names = tuple(names_in(container, value))
+    return names if container.unique else tuple(dict.fromkeys(names))
 
 
 def _case_of(shape: Shape, value: object) -> Case:
@@ -108,17 +189,6 @@ def _case_of(shape: Shape, value: object) -> Case:
         case = shape.otherwise
     if case is None:
         raise Malformed(f"{show(shape.discriminator or ())} is none of the declared cases")
-    return case
-
-
-def _case(shape: Shape, item: Mapping[str, Any], opened: Opened | None) -> Case:
-    """The case of a command (for the rewrite: its pointers say what to strip)."""
-    if shape.discriminator is None:
-        return shape.case
-    value = resolve(item, shape.discriminator, opened)
-    case = shape.case_of(value)
-    if case is None:
-        raise Malformed(f"{show(shape.discriminator)} is none of the declared cases")
     return case
 
 
@@ -209,110 +279,3 @@ def _strings(items: list[Any], container: Container) -> list[str]:
     if not all(type(item) is str for item in items):
         raise Malformed(f"the names in {show(container.pointer)} must be strings")
     return items
-
-
-# -- writing back ---------------------------------------------------------------------------
-
-
-Plan = tuple[tuple[Pointer, Any], ...]  # (pointer, change) in the order they apply
-
-
-def rewrite_command(
-    shape: Shape, item: Any, verdict: Verdict, plans: dict[tuple[int, int], Plan] | None = None
-) -> Any:
-    """`item` without what `verdict` stripped (the same object when nothing is).
-    `plans` remembers, for one request, the edits of each (case, verdict): the
-    commands of a batch mostly share both."""
-    if not verdict.modified or type(item) is not dict:
-        return item
-    case = _case(shape, item, Opened(shape.embedded) if shape.embedded else None)
-    key = (id(case), id(verdict))
-    plan = plans.get(key) if plans is not None else None
-    if plan is None:
-        plan = _plan(case, verdict)
-        if plans is not None:
-            plans[key] = plan
-    embedded = shape.embedded
-    for pointer, change in plan:
-        item = edit(item, pointer, change, embedded)
-    return item
-
-
-def _plan(case: Case, verdict: Verdict) -> Plan:
-    """The edits that remove what `verdict` stripped from a command of `case`."""
-    plan: list[tuple[Pointer, Any]] = []
-    ids = set(verdict.stripped.get(SetName.CUSTOMER_IDS, ()))
-    for spec in case.ids:
-        if spec.type in ids and not spec.document and spec.pointer:
-            plan.append((spec.pointer[:-1], _without_key(spec.pointer[-1])))
-    for set_name, containers in (
-        (SetName.CUSTOMER_PROPERTIES, case.customer_properties),
-        (SetName.EVENT_PROPERTIES, case.event_properties),
-    ):
-        names = frozenset(verdict.stripped.get(set_name, ()))
-        for container in containers if names else ():
-            if not container.document:
-                plan.append((container.pointer, without_names(container, names)))
-    return _merged(plan)
-
-
-def _merged(plan: list[tuple[Pointer, Any]]) -> Plan:
-    """Changes at one pointer made one (one copy of the object instead of several)."""
-    by_pointer: dict[Pointer, list[Any]] = {}
-    for pointer, change in plan:
-        by_pointer.setdefault(pointer, []).append(change)
-    return tuple((p, c[0] if len(c) == 1 else _chain(c)) for p, c in by_pointer.items())
-
-
-def _chain(changes: list[Any]) -> Any:
-    def change(value: Any) -> Any:
-        for one in changes:
-            value = one(value)
-        return value
-
-    return change
-
-
-def _without_key(name: str) -> Any:
-    def change(parent: Any) -> Any:
-        if type(parent) is not dict or name not in parent:
-            return parent
-        return {key: value for key, value in parent.items() if key != name}
-
-    return change
-
-
-def without_names(container: Container, names: frozenset[str]) -> Any:
-    """A change removing `names` from a container's value."""
-
-    def change(value: Any) -> Any:
-        if type(value) is not dict:
-            return _drop(value, names)
-        out: dict[str, Any] = {}
-        changed = False
-        for key, inner in value.items():
-            if key in container.operators:
-                new = _drop(inner, names)
-                changed |= new is not inner
-                out[key] = new
-            elif (
-                key in names
-                and key not in container.exclude
-                and (container.only is None or key in container.only)
-            ):
-                changed = True
-            else:
-                out[key] = inner
-        return out if changed else value
-
-    return change
-
-
-def _drop(value: Any, names: frozenset[str]) -> Any:
-    """An operator's object or name array without `names` (the same object if none is in it)."""
-    if type(value) is list:
-        kept = [item for item in value if item not in names]
-        return value if len(kept) == len(value) else kept
-    if type(value) is dict and not names.isdisjoint(value):
-        return {key: inner for key, inner in value.items() if key not in names}
-    return value
