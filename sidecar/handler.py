@@ -17,7 +17,7 @@ import logging
 import re
 import secrets
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 from aiohttp import web
 from multidict import CIMultiDict
@@ -261,21 +261,40 @@ def preflight_headers(rules: Rules, dialect: Dialect, stream: Stream | None) -> 
 
 def record_decision(exchange: Exchange, decision: Decision) -> None:
     """Copy what metrics and logs need from the decision (names and codes only)."""
-    exchange.would_reject.extend(decision.would_reject)
+    would_reject = [*decision.would_reject]
+    reasons: list[Reason] = []
+    stripped: dict[tuple[SetName, str], int] = {}
+    would_strip: dict[tuple[SetName, str], int] = {}
+    forwarded = 0
     for verdict, count in decision.tally:
-        exchange.would_reject.extend(verdict.would_reject * count)
-        for set_name, names in verdict.would_strip.items():
-            for name in names:
-                key = (set_name, name)
-                exchange.would_strip[key] = exchange.would_strip.get(key, 0) + count
+        if verdict.would_reject:
+            would_reject.extend(verdict.would_reject * count)
+        if verdict.would_strip:
+            _count_names(would_strip, verdict.would_strip, count)
         if not verdict.forwarded:
-            exchange.command_reasons.extend([verdict.reason or Reason.INTERNAL_ERROR] * count)
+            reasons.extend([verdict.reason or Reason.INTERNAL_ERROR] * count)
             continue
-        exchange.commands_forwarded += count
-        stripped = exchange.stripped
-        for set_name, names in verdict.stripped.items():
-            for name in names:
-                stripped[set_name, name] = stripped.get((set_name, name), 0) + count
+        forwarded += count
+        if verdict.modified:
+            _count_names(stripped, verdict.stripped, count)
+    exchange.commands_forwarded = forwarded
+    if reasons:
+        exchange.command_reasons = reasons
+    if stripped:
+        exchange.stripped = stripped
+    if would_reject:
+        exchange.would_reject = would_reject
+    if would_strip:
+        exchange.would_strip = would_strip
+
+
+def _count_names(
+    counts: dict[tuple[SetName, str], int], names: Mapping[SetName, tuple[str, ...]], times: int
+) -> None:
+    for set_name, listed in names.items():
+        for name in listed:
+            key = (set_name, name)
+            counts[key] = counts.get(key, 0) + times
 
 
 def rejection_reply(endpoint: Endpoint | None, rejection: Rejection, fallback: Dialect) -> Reply:
