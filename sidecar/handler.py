@@ -23,14 +23,7 @@ from aiohttp import web
 from multidict import CIMultiDict
 
 from sidecar import logs
-from sidecar.auth import (
-    Credentials,
-    Principal,
-    TokenState,
-    check_secret,
-    credentials,
-    token_principal,
-)
+from sidecar.auth import Credentials, check_secret, credentials, token_principal
 from sidecar.body import Body, check_content_type, read_body
 from sidecar.commands import Verdict
 from sidecar.cors import (
@@ -47,6 +40,7 @@ from sidecar.forward import Outgoing, forward, upstream_pool
 from sidecar.metrics import Metrics
 from sidecar.outcome import Answer, Reject, in_mode, outcome
 from sidecar.policy import Decision, decide
+from sidecar.principal import Principal
 from sidecar.reload import RulesHolder
 from sidecar.reply import Reply
 from sidecar.request_head import continue_if_expected
@@ -144,7 +138,7 @@ class Pipeline:
         payload = endpoint.dialect.decode(endpoint, body, stream, rules.server.limits)
         exchange.commands = len(payload.commands)
         principal = await token_principal(stream, presented, self.verifier)
-        exchange.token_result = _token_result(principal)
+        exchange.token_result = principal.result
         decision = in_mode(stream, decide(stream, principal, payload.commands), payload.commands)
         record_decision(exchange, decision)
         then = outcome(endpoint, payload, decision, body.raw)
@@ -319,14 +313,6 @@ def with_debug_headers(stream: Stream, reply: Reply, verdicts: Sequence[Verdict]
         f"{s.value}={','.join(names)}" for s, names in stripped.items()
     )
     return Reply(reply.status, reply.body, headers)
-
-
-def _token_result(principal: Principal) -> str | None:
-    if principal.token is TokenState.VALID:
-        return "valid"
-    if principal.failure is not None:
-        return principal.failure.reason.value
-    return None
 
 
 def _request_id(request: web.BaseRequest) -> str:
