@@ -52,7 +52,7 @@ from sidecar.tokens import TokenVerifier
 from sidecar.upstream import Pool
 
 _REQUEST_ID = re.compile(r"^[\x21-\x7e]{1,128}$")
-_ID_PREFIX = secrets.token_hex(8)
+_ID_FORMAT = secrets.token_hex(8) + "%016x"  # a random per-process prefix, then a counter
 _ID_COUNTER = itertools.count()
 
 
@@ -70,6 +70,7 @@ class Pipeline:
         self.pool = pool
         self.verifier = verifier
         self.metrics = metrics
+        self._pool_upstream: Upstream | None = None  # what `_pool` last checked `pool` against
 
     async def handle(self, request: web.BaseRequest) -> Response:
         """The aiohttp handler: run the stages, turn the outcome into a response."""
@@ -94,7 +95,10 @@ class Pipeline:
         exchange.status = reply.status
         self._record(exchange)
         response = Response(status=reply.status, body=reply.body, headers=reply.headers)
-        grant = allow_headers(exchange.stream, request, preflight=exchange.preflight)
+        stream = exchange.stream
+        grant: Mapping[str, str] | None = None
+        if exchange.preflight or (stream is not None and stream.cors is not None):
+            grant = allow_headers(stream, request, preflight=exchange.preflight)
         if not grant and exchange.reason is Reason.UNKNOWN_STREAM:
             grant = unknown_stream_cors(rules, endpoint, request, exchange.reason)
         if grant:
@@ -131,7 +135,8 @@ class Pipeline:
         body = await read_body(request, rules.server.max_body_bytes, endpoint.gzip_magic)
         stream = exchange.stream = find_stream(rules, endpoint, request, body)
         presented = credentials(stream, request.headers, endpoint.secret_from)
-        check_origin(stream, request)
+        if stream.cors is not None:
+            check_origin(stream, request)
         if stream.type is StreamType.PRIVATE:
             check_secret(stream, presented)
         check_content_type(request.headers.get("Content-Type", ""), endpoint.form)
@@ -206,6 +211,8 @@ class Pipeline:
     def _pool(self, upstream: Upstream) -> Pool:
         """The collector's pool; a reload that moves the collector starts a new one."""
         pool = self.pool
+        if upstream is self._pool_upstream:
+            return pool  # the settings it was checked against last time (one rules version)
         if (pool.url, pool.limit, pool.ca_pem) != (
             upstream.url,
             upstream.max_connections,
@@ -214,6 +221,7 @@ class Pipeline:
             pool.close()  # idle connections now; busy ones as their requests end
             pool = self.pool = upstream_pool(upstream)
         pool.idle_seconds = upstream.idle_seconds  # a reload may change it; no new pool
+        self._pool_upstream = upstream
         return pool
 
 
@@ -235,7 +243,8 @@ def outgoing_headers(
 ) -> Outgoing:
     """What the forwarded head leaves out and sets: consumed credentials, identity
     headers judged unfit (SPEC §3.3 side channels), the stream's cookie rule."""
-    consumed = presented.consumed - dialect.forwarded_credentials
+    forwarded = dialect.forwarded_credentials
+    consumed = presented.consumed - forwarded if forwarded else presented.consumed
     if dialect.identity_headers:
         consumed |= identity_drops(
             dialect.identity_headers, stream, principal, decision, request.headers
@@ -321,4 +330,4 @@ def _request_id(request: web.BaseRequest) -> str:
     given = request.headers.get("X-Request-Id")
     if given is not None and _REQUEST_ID.match(given):
         return given
-    return f"{_ID_PREFIX}{next(_ID_COUNTER):016x}"
+    return _ID_FORMAT % next(_ID_COUNTER)
