@@ -15,53 +15,34 @@ from __future__ import annotations
 import functools
 import hashlib
 import hmac
-from collections.abc import Iterator, Mapping
-from dataclasses import dataclass, field
-from enum import StrEnum
+import weakref
+from typing import NamedTuple
 
 from multidict import CIMultiDictProxy
 
 from sidecar import cookies
 from sidecar.credentials import INVALID, basic_credentials
 from sidecar.errors import Reason, Rejection
+from sidecar.principal import ANONYMOUS, Principal, TokenState
 from sidecar.rules import Enforcement, SecretPlace, SharedSecret, Stream, StreamType, TokenPlace
 from sidecar.tokens import KeyMiss, TokenVerifier
 
 SECRET_HEADER = "X-Stream-Secret"
 
 
-class TokenState(StrEnum):
-    ABSENT = "absent"
-    VALID = "valid"
-    INVALID = "invalid"
-
-
-@dataclass(frozen=True, slots=True)
-class Principal:
-    """Who sent the request, as far as the sidecar could verify."""
-
-    token: TokenState = TokenState.ABSENT
-    failure: Rejection | None = None  # why the token is INVALID
-    signed_ids: Mapping[str, str] = field(default_factory=dict)  # id type → signed value
-
-    @property
-    def signed(self) -> bool:
-        return self.token is TokenState.VALID
-
-
-ANONYMOUS = Principal()
-
-
-@dataclass(frozen=True, slots=True)
-class Credentials:
+class Credentials(NamedTuple):
     """What a request presents to its stream, found once and read by every stage that
     needs it: the secret check, the token stage, and the forwarder (never forwards
     `consumed`). Where each travels is the stream's business (`secrets` for private
-    streams, `jwt.token_from` places) and, for the stream ID itself, the dialect's."""
+    streams, `jwt.token_from` places) and, for the stream ID itself, the dialect's.
+    (A NamedTuple: immutable, and made once per request for a third of the cost.)"""
 
     secrets: tuple[bytes, ...]  # presented secrets (private streams)
     tokens: frozenset[str]  # the distinct tokens at the stream's token places
     consumed: frozenset[str]  # lower-case names of credential headers never forwarded
+
+
+_NO_TOKENS: frozenset[str] = frozenset()
 
 
 def credentials(
@@ -69,15 +50,51 @@ def credentials(
 ) -> Credentials:
     """The credentials the request presents to `stream`; a private stream's secret at
     `secret_from` (the endpoint's places; empty: SPEC §5.1's)."""
-    places = stream.jwt.token_from if stream.jwt is not None else ()
-    if stream.enforcement is Enforcement.OFF:
-        places = ()  # tokens are not read (still consumed)
+    plan = _plan(stream, secret_from)
+    secrets = presented_secrets(headers, secret_from) if plan.private else ()
+    tokens = _presented_tokens(plan.places, headers) if plan.places else _NO_TOKENS
+    if not secrets and not tokens:
+        return plan.nothing
+    return Credentials(secrets, tokens, plan.consumed)
+
+
+class _Plan(NamedTuple):
+    """What `credentials` reads for one stream and endpoint, derived once."""
+
+    private: bool
+    places: tuple[TokenPlace, ...]  # where tokens are read (none with enforcement off)
+    consumed: frozenset[str]
+    nothing: Credentials  # what a request presenting nothing presents
+
+
+_PLANS_SIZE = 1024
+# Plans by the ids of the stream and the endpoint's `secret_from`, each with a weak
+# reference to its stream and the `secret_from` itself: a hit is one lookup and two
+# identity checks (a compiled stream hashes by identity, but its places would be
+# hashed field by field). A stream of an older rules version dies with it; its
+# stale entry can never match a new stream that reuses its id, and goes when the
+# table is full.
+_PLANS: dict[tuple[int, int], tuple[weakref.ref[Stream], tuple[SecretPlace, ...], _Plan]] = {}
+
+
+def _plan(stream: Stream, secret_from: tuple[SecretPlace, ...]) -> _Plan:
+    key = (id(stream), id(secret_from))
+    entry = _PLANS.get(key)
+    if entry is not None and entry[0]() is stream and entry[1] is secret_from:
+        return entry[2]
     private = stream.type is StreamType.PRIVATE
-    return Credentials(
-        secrets=presented_secrets(headers, secret_from) if private else (),
-        tokens=frozenset(token for place in places for token in _tokens_at(place, headers)),
-        consumed=consumed_headers(stream, secret_from),
+    places = stream.jwt.token_from if stream.jwt is not None else ()
+    consumed = consumed_headers(stream, secret_from)
+    plan = _Plan(
+        private,
+        places if stream.enforcement is not Enforcement.OFF else (),  # consumed, not read
+        consumed,
+        Credentials((), _NO_TOKENS, consumed),
     )
+    if len(_PLANS) >= _PLANS_SIZE:
+        _PLANS.clear()
+    _PLANS[key] = (weakref.ref(stream), secret_from, plan)
+    return plan
 
 
 async def token_principal(
@@ -86,6 +103,8 @@ async def token_principal(
     """The principal a public stream's token proves. Rejects: token_ambiguous.
     A token that fails verification is not rejected here: the policy decides.
     It awaits only an early refetch of a remote key set after an unknown kid."""
+    if not presented.tokens:  # the common tokenless request: nothing more to look at
+        return ANONYMOUS
     if stream.jwt is None or stream.enforcement is Enforcement.OFF:
         return ANONYMOUS
     token = single_token(presented.tokens)
@@ -98,7 +117,7 @@ async def token_principal(
             verified = await verifier.verify_after_refetch(stream, token, miss)
     except Rejection as failure:
         return Principal(TokenState.INVALID, failure=failure)
-    return Principal(TokenState.VALID, signed_ids=verified.signed_ids)
+    return verified.principal  # built once, when the token was verified
 
 
 def principal_for(stream: Stream, token: str | None, verifier: TokenVerifier) -> Principal:
@@ -110,7 +129,7 @@ def principal_for(stream: Stream, token: str | None, verifier: TokenVerifier) ->
         verified = verifier.verify(stream, token)
     except Rejection as failure:
         return Principal(TokenState.INVALID, failure=failure)
-    return Principal(TokenState.VALID, signed_ids=verified.signed_ids)
+    return verified.principal
 
 
 def single_token(tokens: frozenset[str]) -> str | None:
@@ -121,20 +140,28 @@ def single_token(tokens: frozenset[str]) -> str | None:
     return next(iter(tokens)) if tokens else None
 
 
-def _tokens_at(place: TokenPlace, headers: CIMultiDictProxy[str]) -> Iterator[str]:
-    """The tokens at one place. An empty cookie or plain header (a cleared one) is no
-    token; an empty `Bearer ` is one, and fails verification as malformed."""
-    if place.cookie is not None:
-        yield from filter(None, cookies.values_of(headers.getall("Cookie", ()), place.cookie))
-        return
-    for value in headers.getall(place.header or "", ()):
-        if place.scheme is None:
-            if value.strip():
-                yield value.strip()
+def _presented_tokens(
+    places: tuple[TokenPlace, ...], headers: CIMultiDictProxy[str]
+) -> frozenset[str]:
+    """The distinct tokens at `places`. An empty cookie or plain header (a cleared one)
+    is no token; an empty `Bearer ` is one, and fails verification as malformed."""
+    found: list[str] = []
+    for place in places:
+        if place.cookie is not None:
+            found.extend(
+                filter(None, cookies.values_of(headers.getall("Cookie", ()), place.cookie))
+            )
             continue
-        scheme, _, credentials = value.strip().partition(" ")
-        if scheme.lower() == place.scheme.lower():
-            yield credentials.strip()
+        for raw in headers.getall(place.header or "", ()):
+            value = raw.strip()
+            if place.scheme is None:
+                if value:
+                    found.append(value)
+                continue
+            scheme, _, token = value.partition(" ")
+            if scheme.lower() == place.scheme.lower():
+                found.append(token.strip())
+    return frozenset(found) if found else _NO_TOKENS
 
 
 def check_secret(stream: Stream, presented: Credentials) -> None:

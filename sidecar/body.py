@@ -17,6 +17,19 @@ from sidecar.jsoncodec import parse_json
 
 _JSON_TYPES = ("application/json", "text/plain", "")
 _FORM = "application/x-www-form-urlencoded"
+# Whole header values SDKs send that are JSON types: one set lookup, not a parse.
+_COMMON_JSON = frozenset(
+    {
+        "application/json",
+        "application/json; charset=utf-8",
+        "application/json;charset=UTF-8",
+        "application/json;charset=utf-8",
+        "text/plain",
+        "text/plain;charset=UTF-8",
+        "text/plain; charset=utf-8",
+        "",
+    }
+)
 _CHUNK = 64 * 1024
 
 
@@ -72,7 +85,8 @@ async def read_body(request: web.BaseRequest, limit: int, gzip_magic: bool = Fal
             raw += chunk
             if len(raw) > limit:
                 raise _too_large(limit)
-    encoding = request.headers.get("Content-Encoding", "identity").strip().lower()
+    coding = request.headers.get("Content-Encoding")
+    encoding = coding.strip().lower() if coding is not None else "identity"
     if encoding in ("identity", ""):
         if gzip_magic and raw[:2] == GZIP_MAGIC:  # never JSON: `{`, `[` or space first
             return Body(gunzip(bytes(raw), limit))
@@ -104,6 +118,8 @@ def gunzip(data: bytes, limit: int) -> bytes:
 def check_content_type(content_type: str, form: bool = False) -> None:
     """Bodies are JSON sent as application/json (or +json) or text/plain (beacons);
     a `form` endpoint's (a declared dialect's `carrier.form`) are forms."""
+    if content_type in _COMMON_JSON and not form:
+        return
     media = content_type.split(";", 1)[0].strip().lower()
     if form:
         if media != _FORM:

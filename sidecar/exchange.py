@@ -6,44 +6,70 @@ value or payload — so whatever reads it cannot leak one.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from collections.abc import Mapping, Sequence
+from types import MappingProxyType
 
 from sidecar.errors import Reason
 from sidecar.rules import SetName, Stream
 
 UNKNOWN_STREAM = "_unknown"
+_NO_NAMES: Mapping[tuple[SetName, str], int] = MappingProxyType({})
 
 
-@dataclass(slots=True)
 class Exchange:
-    """What happened to one request."""
+    """What happened to one request. (A plain slotted class: the collections start as
+    shared empty immutables, replaced — never mutated — by `handler.record_decision`
+    when a request has something to put in them; most have nothing, and a dataclass
+    would build a new list or dict for each.)"""
 
-    request_id: str
-    started: float  # monotonic seconds
-    stream: Stream | None = None
-    dialect: str = ""
-    endpoint: str = ""
-    status: int = 0
-    reason: Reason | None = None  # the request-level rejection, if any
-    token_result: str | None = None  # "valid" or a token reason, when a token was verified
-    commands: int = 0  # decoded commands
-    commands_forwarded: int = 0
-    command_reasons: list[Reason] = field(default_factory=list)  # one per rejected command
-    stripped: dict[tuple[SetName, str], int] = field(default_factory=dict)  # name → count
-    would_reject: list[Reason] = field(default_factory=list)
-    would_strip: dict[tuple[SetName, str], int] = field(default_factory=dict)  # mode: monitor
-    upstream_status: int | None = None
-    upstream_seconds: float | None = None
-    preflight: bool = False  # a CORS preflight the sidecar answers itself (not forwarded)
+    __slots__ = (
+        "command_reasons",
+        "commands",
+        "commands_forwarded",
+        "dialect",
+        "endpoint",
+        "preflight",
+        "reason",
+        "request_id",
+        "started",
+        "status",
+        "stream",
+        "stripped",
+        "token_result",
+        "upstream_seconds",
+        "upstream_status",
+        "would_reject",
+        "would_strip",
+    )
+
+    def __init__(self, request_id: str, started: float) -> None:
+        self.request_id = request_id
+        self.started = started  # monotonic seconds
+        self.stream: Stream | None = None
+        self.dialect = ""
+        self.endpoint = ""
+        self.status = 0
+        self.reason: Reason | None = None  # the request-level rejection, if any
+        self.token_result: str | None = None  # "valid" or a token reason, when one was verified
+        self.commands = 0  # decoded commands
+        self.commands_forwarded = 0
+        self.command_reasons: Sequence[Reason] = ()  # one per rejected command
+        self.stripped: Mapping[tuple[SetName, str], int] = _NO_NAMES  # (set, name) → count
+        self.would_reject: Sequence[Reason] = ()
+        self.would_strip: Mapping[tuple[SetName, str], int] = _NO_NAMES  # mode: monitor
+        self.upstream_status: int | None = None
+        self.upstream_seconds: float | None = None
+        self.preflight = False  # a CORS preflight the sidecar answers itself (not forwarded)
 
     @property
     def stream_name(self) -> str:
-        return self.stream.name if self.stream else UNKNOWN_STREAM
+        stream = self.stream
+        return stream.name if stream is not None else UNKNOWN_STREAM
 
     @property
-    def rejection_reasons(self) -> list[Reason]:
+    def rejection_reasons(self) -> Sequence[Reason]:
         """The request's own reason when it was rejected whole, else each rejected command's."""
-        return [self.reason] if self.reason is not None else self.command_reasons
+        return (self.reason,) if self.reason is not None else self.command_reasons
 
     @property
     def commands_rejected(self) -> int:
@@ -55,12 +81,13 @@ class Exchange:
     def outcome(self) -> str:
         """forwarded, rejected or upstream_error (SPEC §6.3); `preflight` for a granted
         CORS preflight (SPEC §3.3): logged, never counted as a rejection."""
-        if self.preflight and self.reason is None:
-            return "preflight"
-        if (self.reason is not None and self.reason.is_upstream_error) or (
-            self.upstream_status is not None and self.upstream_status >= 500
-        ):
+        reason, upstream = self.reason, self.upstream_status
+        if reason is None:
+            if self.preflight:
+                return "preflight"
+            if upstream is None:
+                return "rejected"
+            return "upstream_error" if upstream >= 500 else "forwarded"
+        if reason.is_upstream_error or (upstream is not None and upstream >= 500):
             return "upstream_error"
-        if self.upstream_status is not None:
-            return "forwarded"
-        return "rejected"
+        return "forwarded" if upstream is not None else "rejected"

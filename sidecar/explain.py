@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from sidecar.auth import Principal, TokenState, principal_for
+from sidecar.auth import principal_for
 from sidecar.body import Body
 from sidecar.commands import Verdict
 from sidecar.dialects import Endpoint, Payload
@@ -20,6 +20,7 @@ from sidecar.errors import Rejection
 from sidecar.jsoncodec import parse_json
 from sidecar.outcome import Answer, Reject, in_mode, outcome
 from sidecar.policy import Decision, decide
+from sidecar.principal import Principal, TokenState
 from sidecar.rules import Rules, Stream
 from sidecar.tokens import TokenVerifier
 

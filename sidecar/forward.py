@@ -123,22 +123,35 @@ def request_head(
     target = f"{request.method} {origin.base_path}{origin_form(request)} HTTP/1.1\r\n"
     parts = [target.encode("utf-8", "surrogateescape"), b"Host: ", origin.host_header.encode()]
     extra = outgoing.extra
-    dropped = _dropped(outgoing.consumed, frozenset(n.lower() for n in extra) if extra else _NONE)
+    dropped = _DROPPED.get(outgoing.consumed) if not extra else None
+    if dropped is None:
+        dropped = _dropped(outgoing.consumed, frozenset(n.lower() for n in extra))
     trusted = bool(outgoing.trusted_proxies) and is_trusted(
         request.remote or "", outgoing.trusted_proxies
     )
     prior, proto, host = _copy_headers(parts, request, dropped, trusted)
-    peer = (request.remote or "").encode()
-    parts += (b"\r\nX-Forwarded-For: ", b", ".join([*prior, peer]) if prior else peer)
+    # What trackgate sets, as text encoded once (the client's own headers above stay bytes).
+    peer = request.remote or ""
+    if prior:
+        parts += (b"\r\nX-Forwarded-For: ", b", ".join([*prior, peer.encode()]))
+        tail = ""
+    else:
+        tail = "\r\nX-Forwarded-For: " + peer
     if not proto:
-        parts += (b"\r\nX-Forwarded-Proto: ", request.scheme.encode())
+        tail += "\r\nX-Forwarded-Proto: " + request.scheme
     if not host:
-        parts += (b"\r\nX-Forwarded-Host: ", request.host.encode("utf-8", "surrogateescape"))
+        tail += "\r\nX-Forwarded-Host: " + request.host
     if outgoing.cookies.keep:
         kept = cookies.kept(request.headers.getall("Cookie", ()), outgoing.cookies)
         if kept is not None:
-            parts += (b"\r\nCookie: ", kept.encode("utf-8", "surrogateescape"))
-    parts += (b"\r\nX-Request-Id: ", request_id.encode())
+            tail += "\r\nCookie: " + kept
+    tail += "\r\nX-Request-Id: " + request_id
+    if not extra:
+        parts.append(
+            f"{tail}\r\nContent-Length: {length}\r\n\r\n".encode("utf-8", "surrogateescape")
+        )
+        return b"".join(parts)
+    parts.append(tail.encode("utf-8", "surrogateescape"))
     for extra_name, extra_value in extra.items():
         parts += (b"\r\n", extra_name.encode(), b": ", extra_value.encode())
     parts.append(b"\r\nContent-Length: %d\r\n\r\n" % length)
@@ -159,12 +172,16 @@ def _copy_headers(
     """Appends the client's headers that are forwarded as they are, from its raw bytes.
     Returns the X-Forwarded-For values a trusted proxy sent, and whether it sent
     X-Forwarded-Proto and X-Forwarded-Host."""
-    listed = _connection_listed(request.headers.getall("Connection", ()))
+    connection = request.headers.getall("Connection", ())
+    listed = _connection_listed(connection) if connection else _NONE
     prior: list[bytes] = []
     proto = host = False
     for name, value in request.raw_headers:
-        lowered = name.lower()
-        if lowered in _PROXY_HEADERS or lowered.startswith(b"x-forwarded-"):
+        known = _NAMES.get(name)
+        if known is None:
+            known = _name(name)
+        lowered, proxy, underscore = known
+        if proxy:
             if not trusted:
                 continue  # set by trackgate from the connection instead
             if lowered == b"x-forwarded-for":
@@ -174,10 +191,26 @@ def _copy_headers(
             host = host or lowered == b"x-forwarded-host"
         # `_` in a name: dropped, as CGI/WSGI collectors read `X_Stream_Id` as X-Stream-Id
         # (Envoy's headers_with_underscores_action: DROP_HEADER).
-        if lowered in dropped or b"_" in name or (listed and lowered.decode() in listed):
+        if underscore or lowered in dropped or (listed and lowered.decode() in listed):
             continue
         parts += (b"\r\n", name, b": ", value)
     return prior, proto, host
+
+
+_NAMES_SIZE = 1024
+# Raw header names, lower-cased and classified, remembered (bounded): clients send
+# the same few names on every request, and one lookup costs less than the checks.
+_NAMES: dict[bytes, tuple[bytes, bool, bool]] = {}
+
+
+def _name(name: bytes) -> tuple[bytes, bool, bool]:
+    """A raw header name: lower-cased, whether it is a proxy header, whether it has a `_`."""
+    lowered = name.lower()
+    proxy = lowered in _PROXY_HEADERS or lowered.startswith(b"x-forwarded-")
+    if len(_NAMES) >= _NAMES_SIZE:
+        _NAMES.clear()
+    found = _NAMES[name] = (lowered, proxy, name.find(b"_") >= 0)
+    return found
 
 
 @functools.lru_cache(maxsize=1024)
@@ -193,18 +226,35 @@ def is_trusted(peer: str, networks: tuple[Network, ...]) -> bool:
     return any(address in network for network in networks)
 
 
-@functools.lru_cache(maxsize=64)
+_DROPPED: dict[frozenset[str], frozenset[bytes]] = {}  # `_dropped` of no overrides, by consumed
+
+
 def _dropped(consumed: frozenset[str], overridden: frozenset[str]) -> frozenset[bytes]:
-    """Lower-case header names (as bytes) never copied from the client's request."""
-    names = HOP_BY_HOP | _REQUEST_REPLACED | consumed | overridden
-    return frozenset(name.encode() for name in names)
+    """Lower-case header names (as bytes) never copied from the client's request:
+    remembered for each set of consumed names when nothing is overridden (a few per
+    rules version)."""
+    names = frozenset(n.encode() for n in HOP_BY_HOP | _REQUEST_REPLACED | consumed | overridden)
+    if not overridden:
+        if len(_DROPPED) >= 64:
+            _DROPPED.clear()
+        _DROPPED[consumed] = names
+    return names
 
 
 def response_headers(headers: list[tuple[str, str]]) -> CIMultiDict[str]:
     """The collector's response headers the client gets."""
-    listed = _connection_listed([v for n, v in headers if n.lower() == "connection"])
-    dropped = _RESPONSE_DROPPED | listed if listed else _RESPONSE_DROPPED
-    return CIMultiDict([(n, v) for n, v in headers if n.lower() not in dropped])
+    kept = []
+    connection = []
+    for pair in headers:
+        lowered = pair[0].lower()
+        if lowered not in _RESPONSE_DROPPED:
+            kept.append(pair)
+        elif lowered == "connection":
+            connection.append(pair[1])
+    listed = _connection_listed(connection) if connection else _NONE
+    if listed:
+        kept = [pair for pair in kept if pair[0].lower() not in listed]
+    return CIMultiDict(kept)
 
 
 def _connection_listed(values: Iterable[str]) -> frozenset[str]:

@@ -17,20 +17,13 @@ import logging
 import re
 import secrets
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 from aiohttp import web
 from multidict import CIMultiDict
 
 from sidecar import logs
-from sidecar.auth import (
-    Credentials,
-    Principal,
-    TokenState,
-    check_secret,
-    credentials,
-    token_principal,
-)
+from sidecar.auth import Credentials, check_secret, credentials, token_principal
 from sidecar.body import Body, check_content_type, read_body
 from sidecar.commands import Verdict
 from sidecar.cors import (
@@ -47,6 +40,7 @@ from sidecar.forward import Outgoing, forward, upstream_pool
 from sidecar.metrics import Metrics
 from sidecar.outcome import Answer, Reject, in_mode, outcome
 from sidecar.policy import Decision, decide
+from sidecar.principal import Principal
 from sidecar.reload import RulesHolder
 from sidecar.reply import Reply
 from sidecar.request_head import continue_if_expected
@@ -58,7 +52,7 @@ from sidecar.tokens import TokenVerifier
 from sidecar.upstream import Pool
 
 _REQUEST_ID = re.compile(r"^[\x21-\x7e]{1,128}$")
-_ID_PREFIX = secrets.token_hex(8)
+_ID_FORMAT = secrets.token_hex(8) + "%016x"  # a random per-process prefix, then a counter
 _ID_COUNTER = itertools.count()
 
 
@@ -76,6 +70,7 @@ class Pipeline:
         self.pool = pool
         self.verifier = verifier
         self.metrics = metrics
+        self._pool_upstream: Upstream | None = None  # what `_pool` last checked `pool` against
 
     async def handle(self, request: web.BaseRequest) -> Response:
         """The aiohttp handler: run the stages, turn the outcome into a response."""
@@ -100,7 +95,10 @@ class Pipeline:
         exchange.status = reply.status
         self._record(exchange)
         response = Response(status=reply.status, body=reply.body, headers=reply.headers)
-        grant = allow_headers(exchange.stream, request, preflight=exchange.preflight)
+        stream = exchange.stream
+        grant: Mapping[str, str] | None = None
+        if exchange.preflight or (stream is not None and stream.cors is not None):
+            grant = allow_headers(stream, request, preflight=exchange.preflight)
         if not grant and exchange.reason is Reason.UNKNOWN_STREAM:
             grant = unknown_stream_cors(rules, endpoint, request, exchange.reason)
         if grant:
@@ -137,14 +135,15 @@ class Pipeline:
         body = await read_body(request, rules.server.max_body_bytes, endpoint.gzip_magic)
         stream = exchange.stream = find_stream(rules, endpoint, request, body)
         presented = credentials(stream, request.headers, endpoint.secret_from)
-        check_origin(stream, request)
+        if stream.cors is not None:
+            check_origin(stream, request)
         if stream.type is StreamType.PRIVATE:
             check_secret(stream, presented)
         check_content_type(request.headers.get("Content-Type", ""), endpoint.form)
         payload = endpoint.dialect.decode(endpoint, body, stream, rules.server.limits)
         exchange.commands = len(payload.commands)
         principal = await token_principal(stream, presented, self.verifier)
-        exchange.token_result = _token_result(principal)
+        exchange.token_result = principal.result
         decision = in_mode(stream, decide(stream, principal, payload.commands), payload.commands)
         record_decision(exchange, decision)
         then = outcome(endpoint, payload, decision, body.raw)
@@ -212,6 +211,8 @@ class Pipeline:
     def _pool(self, upstream: Upstream) -> Pool:
         """The collector's pool; a reload that moves the collector starts a new one."""
         pool = self.pool
+        if upstream is self._pool_upstream:
+            return pool  # the settings it was checked against last time (one rules version)
         if (pool.url, pool.limit, pool.ca_pem) != (
             upstream.url,
             upstream.max_connections,
@@ -220,6 +221,7 @@ class Pipeline:
             pool.close()  # idle connections now; busy ones as their requests end
             pool = self.pool = upstream_pool(upstream)
         pool.idle_seconds = upstream.idle_seconds  # a reload may change it; no new pool
+        self._pool_upstream = upstream
         return pool
 
 
@@ -241,7 +243,8 @@ def outgoing_headers(
 ) -> Outgoing:
     """What the forwarded head leaves out and sets: consumed credentials, identity
     headers judged unfit (SPEC §3.3 side channels), the stream's cookie rule."""
-    consumed = presented.consumed - dialect.forwarded_credentials
+    forwarded = dialect.forwarded_credentials
+    consumed = presented.consumed - forwarded if forwarded else presented.consumed
     if dialect.identity_headers:
         consumed |= identity_drops(
             dialect.identity_headers, stream, principal, decision, request.headers
@@ -261,21 +264,40 @@ def preflight_headers(rules: Rules, dialect: Dialect, stream: Stream | None) -> 
 
 def record_decision(exchange: Exchange, decision: Decision) -> None:
     """Copy what metrics and logs need from the decision (names and codes only)."""
-    exchange.would_reject.extend(decision.would_reject)
+    would_reject = [*decision.would_reject]
+    reasons: list[Reason] = []
+    stripped: dict[tuple[SetName, str], int] = {}
+    would_strip: dict[tuple[SetName, str], int] = {}
+    forwarded = 0
     for verdict, count in decision.tally:
-        exchange.would_reject.extend(verdict.would_reject * count)
-        for set_name, names in verdict.would_strip.items():
-            for name in names:
-                key = (set_name, name)
-                exchange.would_strip[key] = exchange.would_strip.get(key, 0) + count
+        if verdict.would_reject:
+            would_reject.extend(verdict.would_reject * count)
+        if verdict.would_strip:
+            _count_names(would_strip, verdict.would_strip, count)
         if not verdict.forwarded:
-            exchange.command_reasons.extend([verdict.reason or Reason.INTERNAL_ERROR] * count)
+            reasons.extend([verdict.reason or Reason.INTERNAL_ERROR] * count)
             continue
-        exchange.commands_forwarded += count
-        stripped = exchange.stripped
-        for set_name, names in verdict.stripped.items():
-            for name in names:
-                stripped[set_name, name] = stripped.get((set_name, name), 0) + count
+        forwarded += count
+        if verdict.modified:
+            _count_names(stripped, verdict.stripped, count)
+    exchange.commands_forwarded = forwarded
+    if reasons:
+        exchange.command_reasons = reasons
+    if stripped:
+        exchange.stripped = stripped
+    if would_reject:
+        exchange.would_reject = would_reject
+    if would_strip:
+        exchange.would_strip = would_strip
+
+
+def _count_names(
+    counts: dict[tuple[SetName, str], int], names: Mapping[SetName, tuple[str, ...]], times: int
+) -> None:
+    for set_name, listed in names.items():
+        for name in listed:
+            key = (set_name, name)
+            counts[key] = counts.get(key, 0) + times
 
 
 def rejection_reply(endpoint: Endpoint | None, rejection: Rejection, fallback: Dialect) -> Reply:
@@ -302,18 +324,10 @@ def with_debug_headers(stream: Stream, reply: Reply, verdicts: Sequence[Verdict]
     return Reply(reply.status, reply.body, headers)
 
 
-def _token_result(principal: Principal) -> str | None:
-    if principal.token is TokenState.VALID:
-        return "valid"
-    if principal.failure is not None:
-        return principal.failure.reason.value
-    return None
-
-
 def _request_id(request: web.BaseRequest) -> str:
     """The client's X-Request-Id when it is sane, else a new one: a random
     per-process prefix and a counter (unique, and cheaper than uuid4)."""
     given = request.headers.get("X-Request-Id")
     if given is not None and _REQUEST_ID.match(given):
         return given
-    return f"{_ID_PREFIX}{next(_ID_COUNTER):016x}"
+    return _ID_FORMAT % next(_ID_COUNTER)

@@ -48,13 +48,18 @@ def parse_json(body: bytes) -> Any:
     refuses duplicate keys itself. The nesting depth is checked by that
     re-serialisation on the fast path, and on the bytes before the strict parser.
     """
-    if b"\\" not in body and _LONG_NUMBER not in body.translate(_DIGITS_TO_ZERO):
+    # `find`, not `in`: with bytes, `in` first tries its operand as an integer and
+    # builds and drops a TypeError, which costs more than the search itself.
+    if body.find(b"\\") < 0 and body.translate(_DIGITS_TO_ZERO).find(_LONG_NUMBER) < 0:
         try:
             document = orjson.loads(body)
         except orjson.JSONDecodeError:
             pass
         else:
-            serialised = _serialised(document, body)
+            if len(body) <= _SMALL and body.count(b"[") + body.count(b"{") <= MAX_DEPTH:
+                serialised: bytes | None = orjson.dumps(document)  # too few brackets to nest deeper
+            else:
+                serialised = _serialised(document, body)
             if serialised is not None and body.count(b":") == serialised.count(b":"):
                 return document
     if not within_depth(body):
@@ -66,9 +71,8 @@ def parse_json(body: bytes) -> Any:
 
 def _serialised(document: Any, body: bytes) -> bytes | None:
     """orjson's compact serialisation of `document` (with only brackets around it),
-    or None when it is nested deeper than MAX_DEPTH."""
-    if len(body) <= _SMALL and body.count(b"[") + body.count(b"{") <= MAX_DEPTH:
-        return orjson.dumps(document)  # too few brackets to nest deeper (a single event)
+    or None when it is nested deeper than MAX_DEPTH. (`parse_json` serialises a small
+    body with too few brackets to nest deeper, a single event, itself.)"""
     if _HOLE is None:  # the probe at import failed: scan the bytes instead
         return orjson.dumps(document) if within_depth(body) else None
     _HOLE[0] = document

@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import os
 import time
+from collections.abc import Mapping
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
@@ -112,7 +113,7 @@ class Metrics:
             "When a stream's remote key set was last fetched successfully.",
             ["stream"], registry=r, multiprocess_mode="livemax",
         )  # fmt: skip
-        self._children: dict[tuple[Any, ...], Any] = {}
+        self._streams: dict[str, _StreamSeries] = {}  # per-request series, by stream label
 
     def started(self) -> None:
         """A request began."""
@@ -143,36 +144,38 @@ class Metrics:
     def observe(self, exchange: Exchange) -> None:
         """Record one finished request."""
         stream = exchange.stream_name
-        child = self._child
-        child(self.requests, stream, exchange.dialect or "_unknown", exchange.outcome).inc()
-        for reason in exchange.rejection_reasons:
-            child(self.rejections, stream, reason).inc()
-        if exchange.commands_rejected:
-            child(self.commands, stream, "rejected").inc(exchange.commands_rejected)
+        series = self._streams.get(stream)
+        if series is None:
+            series = self._streams[stream] = _StreamSeries(self, stream)
+        key = (exchange.dialect, exchange.outcome)
+        found = series.requests.get(key)
+        if found is None:
+            dialect = key[0] or "_unknown"
+            found = series.requests[key] = self.requests.labels(stream, dialect, key[1])
+        found.inc()
+        reason = exchange.reason
+        if reason is not None:
+            series.child(self.rejections, series.rejections, reason).inc()
+            rejected = exchange.commands_rejected
+        else:
+            rejected = len(exchange.command_reasons)
+            for reason in exchange.command_reasons:
+                series.child(self.rejections, series.rejections, reason).inc()
+        if rejected:
+            series.rejected.inc(rejected)
         if exchange.commands_forwarded:
-            child(self.commands, stream, "forwarded").inc(exchange.commands_forwarded)
-        for metric, names in (
-            (self.stripped, exchange.stripped),
-            (self.would_strip, exchange.would_strip),
-        ):
-            for (set_name, name), count in names.items():
-                label = _bounded(exchange, set_name, name)
-                child(metric, stream, set_name, label).inc(count)
+            series.forwarded.inc(exchange.commands_forwarded)
+        if exchange.stripped:
+            series.count_names(self.stripped, series.stripped, exchange, exchange.stripped)
+        if exchange.would_strip:
+            series.count_names(self.would_strip, series.would_strip, exchange, exchange.would_strip)
         if exchange.token_result is not None:
-            child(self.jwt_verifications, stream, exchange.token_result).inc()
+            series.child(self.jwt_verifications, series.jwt, exchange.token_result).inc()
         for reason in exchange.would_reject:
-            child(self.would_reject, stream, reason).inc()
-        child(self.request_duration, stream).observe(time.monotonic() - exchange.started)
+            series.child(self.would_reject, series.would_reject, reason).inc()
+        series.duration.observe(time.monotonic() - exchange.started)
         if exchange.upstream_seconds is not None:
             self.upstream_duration.observe(exchange.upstream_seconds)
-
-    def _child(self, metric: Any, *labels: str) -> Any:
-        """`metric.labels(*labels)`, remembered: label values are bounded, so is this."""
-        key = (id(metric), *labels)
-        found = self._children.get(key)
-        if found is None:
-            found = self._children[key] = metric.labels(*labels)
-        return found
 
     def rules_loaded(self, rules: Rules, previous: Rules | None) -> None:
         """A rules version became active."""
@@ -218,6 +221,58 @@ class Metrics:
         registry = CollectorRegistry()
         MultiProcessCollector(registry, path=self.multiprocess_dir)  # type: ignore[no-untyped-call]
         return generate_latest(registry)
+
+
+class _StreamSeries:
+    """One stream's children of the per-request metrics, each resolved by `labels()`
+    once and then found by a dict lookup (label values are bounded, so are these)."""
+
+    __slots__ = (
+        "duration",
+        "forwarded",
+        "jwt",
+        "rejected",
+        "rejections",
+        "requests",
+        "stream",
+        "stripped",
+        "would_reject",
+        "would_strip",
+    )
+
+    def __init__(self, metrics: Metrics, stream: str) -> None:
+        self.stream = stream
+        self.duration: Any = metrics.request_duration.labels(stream)
+        self.forwarded: Any = metrics.commands.labels(stream, "forwarded")
+        self.rejected: Any = metrics.commands.labels(stream, "rejected")
+        self.requests: dict[tuple[str, str], Any] = {}  # (dialect, outcome) → child
+        self.rejections: dict[Any, Any] = {}  # reason → child
+        self.jwt: dict[Any, Any] = {}  # token result → child
+        self.would_reject: dict[Any, Any] = {}
+        self.stripped: dict[Any, Any] = {}  # (set, name label) → child
+        self.would_strip: dict[Any, Any] = {}
+
+    def child(self, metric: Any, children: dict[Any, Any], label: str) -> Any:
+        """`metric.labels(stream, label)`, remembered in `children`."""
+        found = children.get(label)
+        if found is None:
+            found = children[label] = metric.labels(self.stream, label)
+        return found
+
+    def count_names(
+        self,
+        metric: Any,
+        children: dict[Any, Any],
+        exchange: Exchange,
+        names: Mapping[tuple[SetName, str], int],
+    ) -> None:
+        """Counts stripped (or would-be stripped) names, each under its bounded label."""
+        for (set_name, name), count in names.items():
+            key = (set_name, _bounded(exchange, set_name, name))
+            found = children.get(key)
+            if found is None:
+                found = children[key] = metric.labels(self.stream, *key)
+            found.inc(count)
 
 
 def _bounded(exchange: Exchange, set_name: SetName, name: str) -> str:

@@ -96,8 +96,10 @@ def outcome(endpoint: Endpoint, payload: Payload, decision: Decision, received: 
         return Forward(received)
     if not endpoint.is_batch and not verdicts[0].forwarded:
         return Reject(Rejection(verdicts[0].reason or Reason.INTERNAL_ERROR, verdicts[0].message))
-    if not decision.forwards_any:
+    if len(verdicts) == 1 and verdicts[0].forwarded:  # a single command: no tally to read
+        modified = verdicts[0].modified
+    elif not decision.forwards_any:
         return Answer(endpoint.dialect.answer_batch(payload, verdicts, None))
-    if not decision.modified:
-        return Forward(received)
-    return Forward(endpoint.dialect.encode(payload, verdicts))
+    else:
+        modified = decision.modified
+    return Forward(endpoint.dialect.encode(payload, verdicts) if modified else received)

@@ -20,9 +20,9 @@ from dataclasses import dataclass, field, replace
 from types import MappingProxyType
 from typing import Any
 
-from sidecar.auth import Principal, TokenState
 from sidecar.commands import FORWARD, Command, Kind, Verdict
 from sidecar.errors import Reason, Rejection
+from sidecar.principal import ANONYMOUS, Principal, TokenState
 from sidecar.rules import Access, Enforcement, Permissions, PermissionSet, SetName, Stream
 
 
@@ -61,12 +61,14 @@ def decide(stream: Stream, principal: Principal, commands: Sequence[Command]) ->
     Per command: event_type_denied, signature_required, no_customer_ids, malformed_payload."""
     mode = stream.enforcement
     if mode is Enforcement.OFF:
-        principal = Principal()  # tokens play no part in the decision
-    rejection = _request_rejection(stream, principal, commands)
-    if rejection is not None and mode is Enforcement.ENFORCE:
-        return Decision((), rejection)
-    if principal.token is TokenState.INVALID:
-        principal = Principal()  # a failed token signs nothing
+        principal = ANONYMOUS  # tokens play no part in the decision
+    rejection = None
+    if principal.token is not TokenState.ABSENT:
+        rejection = _request_rejection(stream, principal, commands)
+        if rejection is not None and mode is Enforcement.ENFORCE:
+            return Decision((), rejection)
+        if principal.token is TokenState.INVALID:
+            principal = ANONYMOUS  # a failed token signs nothing
     judge = _Judge(stream, principal, mode)
     # Without a contradicting id, a signed id type's value always equals the
     # command's, so names and the token's id types decide: the memo applies.
@@ -111,11 +113,12 @@ def _request_rejection(
 
 
 def _contradicts(signed: Mapping[str, str], commands: Sequence[Command]) -> bool:
-    return any(
-        id_type in signed and value != signed[id_type]
-        for command in commands
-        for id_type, value in command.customer_ids.items()
-    )
+    """True when a command carries an id of a type the token signs, with another value."""
+    for command in commands:
+        for id_type, value in command.customer_ids.items():
+            if signed.get(id_type, value) != value:
+                return True
+    return False
 
 
 MEMO_SIZE = 4096  # distinct command shapes remembered per stream
@@ -142,7 +145,7 @@ class _Judge:
         self.mode = mode
         # What the principal contributes to a verdict when no id contradicts it:
         # whether it is signed, and which id types it signs.
-        self.signs = frozenset(principal.signed_ids) if principal.signed else None
+        self.signs = principal.signs
         self.memo = verdict_memo(stream)
 
     def memoized(self, command: Command) -> Verdict:

@@ -21,10 +21,10 @@ from collections.abc import Iterable, Mapping
 
 from multidict import CIMultiDictProxy
 
-from sidecar.auth import Principal
 from sidecar.commands import Verdict
 from sidecar.cookies import NO_COOKIES, CookieRule
 from sidecar.policy import Decision
+from sidecar.principal import Principal
 from sidecar.rules import Access, Enforcement, Mode, SetName, Stream
 
 _NONE: frozenset[str] = frozenset()
