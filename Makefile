@@ -80,7 +80,7 @@ PURE_TESTS := tests/test_native.py tests/test_body.py tests/test_answers.py test
   tests/test_policy.py tests/test_permissions.py tests/test_spelling.py tests/test_carriers.py \
   tests/test_handler.py tests/test_outcome.py tests/test_jwt.py tests/test_wycheproof.py \
   tests/test_auth.py tests/test_credentials.py tests/test_cookies.py tests/test_cors.py \
-  tests/test_forward.py tests/test_metrics.py tests/test_sidechannels.py \
+  tests/test_forward.py tests/test_metrics.py tests/test_sidechannels.py tests/test_tokens.py \
   $(wildcard tests/test_dialect_*.py) $(wildcard tests/test_declared*.py)
 unit-pure: $(STAMP)
 	TRACKGATE_PURE_PYTHON=1 $(BIN)/pytest $(PURE_TESTS)

@@ -34,7 +34,8 @@ from sidecar.dialects.declared_model import (
     Shape,
     Source,
 )
-from sidecar.dialects.pointers import Pointer, SpellingTree, TreeBuilder, parse_pointer
+from sidecar.dialects.pointers import Pointer, parse_pointer
+from sidecar.dialects.spelling_tree import SpellingTree, TreeBuilder
 from sidecar.errors import ConfigError, Reason
 from sidecar.rules import BEARER, SecretPlace, TokenPlace
 

@@ -10,7 +10,8 @@ from enum import StrEnum
 
 from sidecar.commands import Kind
 from sidecar.dialects.carriers import Embedded, Wrapping
-from sidecar.dialects.pointers import Pointer, SpellingTree
+from sidecar.dialects.pointers import Pointer
+from sidecar.dialects.spelling_tree import SpellingTree
 from sidecar.rules import SecretPlace
 
 
