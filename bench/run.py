@@ -172,10 +172,20 @@ class Row:
     runs: list[dict[str, Any]] = field(default_factory=list)
 
 
+_HANDED_OUT: set[int] = set()
+
+
 def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
+    """A port nothing listens on and no earlier call returned (the kernel may hand the
+    same free port out twice; a second server would then fail to bind and the first
+    one answer in its place)."""
+    while True:
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            port = int(probe.getsockname()[1])
+        if port not in _HANDED_OUT:
+            _HANDED_OUT.add(port)
+            return port
 
 
 def wait_port(port: int, timeout: float = 20) -> None:
@@ -251,6 +261,8 @@ def process(
         os.sched_setaffinity(0, own)
     try:
         wait_port(port)
+        if proc.poll() is not None:  # someone else answers on its port: measure nothing
+            raise RuntimeError(f"{args[0]} exited ({proc.returncode}) but port {port} answers")
         yield proc
     finally:
         proc.send_signal(signal.SIGTERM)
