@@ -99,7 +99,7 @@ def outcome(endpoint: Endpoint, payload: Payload, decision: Decision, received: 
     if len(verdicts) == 1 and verdicts[0].forwarded:  # a single command: no tally to read
         modified = verdicts[0].modified
     elif not decision.forwards_any:
-        return Answer(endpoint.dialect.answer_batch(payload, verdicts, None))
+        return Answer(endpoint.dialect.answer_batch(verdicts, None))
     else:
         modified = decision.modified
     return Forward(endpoint.dialect.encode(payload, verdicts) if modified else received)

@@ -512,16 +512,15 @@ def test_a_rejected_request_is_answered_per_class(
 
 def test_a_batch_is_answered_all_rejected_partial_or_as_the_collector_did(rules: Rules) -> None:
     dialect = dialect_of(rules)
-    payload = _decode(rules, "/lab/batch", {"events": [{"name": "view", "anon": "a"}] * 3})
     rejected = Verdict(Reason.EVENT_TYPE_DENIED, "no")
     verdicts = [FORWARD, rejected, rejected]
-    every = dialect.answer_batch(payload, [rejected] * 3, None)
+    every = dialect.answer_batch([rejected] * 3, None)
     assert (every.status, json.loads(every.body)) == (202, {"ok": True, "rejected": 3})
     assert every.headers["X-Trackgate-Rejected"] == "3"
-    partial = dialect.answer_batch(payload, verdicts, Reply(200, b"{}", {"A": "b"}))
+    partial = dialect.answer_batch(verdicts, Reply(200, b"{}", {"A": "b"}))
     assert (partial.status, json.loads(partial.body)) == (207, {"rejected": [1, 2]})
     assert partial.headers["X-Trackgate-Rejected"] == "2"
-    failed = dialect.answer_batch(payload, verdicts, Reply(503, b"down", {"A": "b"}))
+    failed = dialect.answer_batch(verdicts, Reply(503, b"down", {"A": "b"}))
     assert (failed.status, failed.body, failed.headers["A"]) == (503, b"down", "b")
     assert failed.headers["X-Trackgate-Rejected"] == "2"
 
@@ -551,11 +550,10 @@ def test_without_answers_the_defaults_apply(tmp_path: Path) -> None:
         403,
         {"success": False, "code": "event_type_denied", "message": "m"},
     )
-    payload = _decode(rules, "/plain", {"a": "x"}, stream="plain")
     rejected = Verdict(Reason.EVENT_TYPE_DENIED, "no")
-    every = dialect.answer_batch(payload, [rejected], None)
+    every = dialect.answer_batch([rejected], None)
     assert (every.status, json.loads(every.body)) == (200, {"success": True})
-    relayed = dialect.answer_batch(payload, [rejected, FORWARD], Reply(200, b"ok", {}))
+    relayed = dialect.answer_batch([rejected, FORWARD], Reply(200, b"ok", {}))
     assert (relayed.status, relayed.body, relayed.headers["X-Trackgate-Rejected"]) == (
         200,
         b"ok",

@@ -118,9 +118,7 @@ class Dialect(Protocol):
         It may rewrite `payload.document` in place: the document is the request's
         own, and `answer_batch` and everything after read only the verdicts."""
 
-    def answer_batch(
-        self, payload: Payload, verdicts: Sequence[Verdict], upstream: Reply | None
-    ) -> Reply:
+    def answer_batch(self, verdicts: Sequence[Verdict], upstream: Reply | None) -> Reply:
         """The client's answer to a batch with rejected commands (`upstream` None: all were)."""
 
     def error_reply(self, rejection: Rejection) -> Reply:

@@ -136,9 +136,7 @@ class Bloomreach:
                 kept.append(item)
         return dump_json({**payload.document, "commands": kept})
 
-    def answer_batch(
-        self, payload: Payload, verdicts: Sequence[Verdict], upstream: Reply | None
-    ) -> Reply:
+    def answer_batch(self, verdicts: Sequence[Verdict], upstream: Reply | None) -> Reply:
         """The collector's `results` with the sidecar's own result at each rejected position."""
         if upstream is None:
             own = [_own_result(v) for v in verdicts]

@@ -153,9 +153,7 @@ class Braze:
             out["respond_with"] = {k: v for k, v in out["respond_with"].items() if k not in gone}
         return dump_json(out)
 
-    def answer_batch(
-        self, payload: Payload, verdicts: Sequence[Verdict], upstream: Reply | None
-    ) -> Reply:
+    def answer_batch(self, verdicts: Sequence[Verdict], upstream: Reply | None) -> Reply:
         """The collector's answer, or — when nothing was left to forward — `200 {}`, or an
         `auth_error` when a command lacked its signature (the SDK then asks the app for
         one and re-queues the batch, instead of dropping it). `X-Trackgate-Rejected: N`."""

@@ -211,9 +211,7 @@ class Declared:
         form = payload.envelope.form
         return form.with_value(data) if form is not None else data
 
-    def answer_batch(
-        self, payload: Payload, verdicts: Sequence[Verdict], upstream: Reply | None
-    ) -> Reply:
+    def answer_batch(self, verdicts: Sequence[Verdict], upstream: Reply | None) -> Reply:
         """As the declaration's `answers` say, with `X-Trackgate-Rejected: N`."""
         return self.answers.batch_reply(verdicts, upstream)
 

@@ -201,9 +201,7 @@ class Segment:
             _drop_traits(document.get("context"), shared)
         return dump_json({**document, "batch": batch})
 
-    def answer_batch(
-        self, payload: Payload, verdicts: Sequence[Verdict], upstream: Reply | None
-    ) -> Reply:
+    def answer_batch(self, verdicts: Sequence[Verdict], upstream: Reply | None) -> Reply:
         """The collector's answer (or the sidecar's own) with `X-Trackgate-Rejected: N`."""
         rejected = str(sum(not v.forwarded for v in verdicts))
         if upstream is None:
