@@ -11,7 +11,7 @@ back in the form it had (`pointers.edit`).
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -146,10 +146,24 @@ def _in_place(case: Case, verdict: Verdict) -> InPlace:
             )
         by_object[removal.at] = removal
 
+    for pointer, container, names in _stripped_places(case, verdict):
+        if container is None:
+            add(Removal(pointer[:-1], keys=frozenset(pointer[-1:])))
+        else:
+            add(_container_removal(container, names))
+    return tuple(by_object.values())
+
+
+def _stripped_places(
+    case: Case, verdict: Verdict
+) -> Iterator[tuple[Pointer, Container | None, frozenset[str]]]:
+    """Where a command of `case` holds what `verdict` stripped: each id member
+    (its pointer, None, no names), then each property container with the names
+    stripped from it (both `_in_place` and `_plan` remove these)."""
     ids = set(verdict.stripped.get(SetName.CUSTOMER_IDS, ()))
     for spec in case.ids:
         if spec.type in ids and not spec.document and spec.pointer:
-            add(Removal(spec.pointer[:-1], keys=frozenset(spec.pointer[-1:])))
+            yield spec.pointer, None, frozenset()
     for set_name, containers in (
         (SetName.CUSTOMER_PROPERTIES, case.customer_properties),
         (SetName.EVENT_PROPERTIES, case.event_properties),
@@ -157,8 +171,7 @@ def _in_place(case: Case, verdict: Verdict) -> InPlace:
         names = frozenset(verdict.stripped.get(set_name, ()))
         for container in containers if names else ():
             if not container.document:
-                add(_container_removal(container, names))
-    return tuple(by_object.values())
+                yield container.pointer, container, names
 
 
 def _container_removal(container: Container, names: frozenset[str]) -> Removal:
@@ -184,18 +197,11 @@ def _case(shape: Shape, item: Mapping[str, Any], opened: Opened | None) -> Case:
 def _plan(case: Case, verdict: Verdict) -> Plan:
     """The edits that remove what `verdict` stripped from a command of `case`."""
     plan: list[tuple[Pointer, Any]] = []
-    ids = set(verdict.stripped.get(SetName.CUSTOMER_IDS, ()))
-    for spec in case.ids:
-        if spec.type in ids and not spec.document and spec.pointer:
-            plan.append((spec.pointer[:-1], _without_key(spec.pointer[-1])))
-    for set_name, containers in (
-        (SetName.CUSTOMER_PROPERTIES, case.customer_properties),
-        (SetName.EVENT_PROPERTIES, case.event_properties),
-    ):
-        names = frozenset(verdict.stripped.get(set_name, ()))
-        for container in containers if names else ():
-            if not container.document:
-                plan.append((container.pointer, without_names(container, names)))
+    for pointer, container, names in _stripped_places(case, verdict):
+        if container is None:
+            plan.append((pointer[:-1], _without_key(pointer[-1])))
+        else:
+            plan.append((pointer, without_names(container, names)))
     return _merged(plan)
 
 
